@@ -1,0 +1,1 @@
+"""The ROS 2 adapter: a thin node over :mod:`sampt_ros.core`."""

@@ -1,0 +1,1 @@
+"""Command-line tools: evaluation, rosbag conversion and replay, benchmarks, the demo."""
