@@ -4,4 +4,11 @@
 evaluation, bag and benchmark tools.
 """
 
+import pkgutil
+
+# The rosidl-generated ``sampt_ros.msg`` / ``sampt_ros.srv`` may be installed in another
+# ``sampt_ros`` folder (a venv's site-packages) than this source tree (an editable install,
+# a checkout on sys.path): merge every ``sampt_ros`` folder on sys.path into this package.
+__path__ = pkgutil.extend_path(__path__, __name__)
+
 __version__ = "0.1.0"

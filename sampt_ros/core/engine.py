@@ -309,6 +309,9 @@ class SamPtEngine:
             labels = np.concatenate(
                 [obj.labels[tp.visible]] + [np.full(len(o), NEGATIVE, np.int64) for o in others]
             )
+            # trackers may carry a visible point just past the border; prompts must lie inside
+            h, w = self._shape
+            points = np.clip(points, 0.0, [w - 1.0, h - 1.0])
             prior = None
             if self._uses_prior and obj.prev_mask is not None:
                 t = time.perf_counter()
