@@ -8,7 +8,7 @@ import yaml
 from sampt_ros.core.config import Config, config_from_dict, load_config, profile_path
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
-PROFILES = ["paper", "paper_reinit", "fast_gpu", "cpu"]
+PROFILES = ["paper", "paper_reinit", "fast_gpu", "cpu", "random_weights"]
 
 
 @pytest.mark.parametrize("name", PROFILES)

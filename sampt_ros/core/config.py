@@ -123,12 +123,19 @@ class ClassicConfig:
     band: float = 0.15  #: uncertain band around the prior, as a fraction of the object's size
     iters: int = 2  #: graph-cut (GrabCut) iterations per frame
     seed_radius: int = 3  #: radius (working px) of the definite label disk around each point
+    box_grow: float = 0.5  #: points only: the box around the positives grows by this x their spread
+    smooth: bool = True  #: edge-preserving smoothing of the working image (cleaner colour models)
+    flow: str = "fast"  #: dense flow (DIS preset) that moves the previous mask: off, ultrafast, fast, medium
+    match_iou: float = 0.2  #: a previous mask moved by flow replaces the prior when their IoU exceeds this
 
     def __post_init__(self) -> None:
         _check(64 <= self.work_size <= 4096, f"segmenter.classic.work_size must be in 64..4096, got {self.work_size}")
         _check(0.0 < self.band <= 2.0, f"segmenter.classic.band must be in (0, 2], got {self.band}")
         _check(1 <= self.iters <= 20, f"segmenter.classic.iters must be in 1..20, got {self.iters}")
         _check(0 <= self.seed_radius <= 50, f"segmenter.classic.seed_radius must be in 0..50, got {self.seed_radius}")
+        _check(0.0 <= self.box_grow <= 5.0, f"segmenter.classic.box_grow must be in [0, 5], got {self.box_grow}")
+        _check_choice("segmenter.classic.flow", self.flow, ("off", "ultrafast", "fast", "medium"))
+        _check(0.0 <= self.match_iou < 1.0, f"segmenter.classic.match_iou must be in [0, 1), got {self.match_iou}")
 
 
 @dataclass
@@ -373,4 +380,4 @@ def profile_path(name_or_path: str) -> str:
     return path
 
 
-PROFILES: List[str] = ["paper", "paper_reinit", "fast_gpu", "cpu"]
+PROFILES: List[str] = ["paper", "paper_reinit", "fast_gpu", "cpu", "random_weights"]

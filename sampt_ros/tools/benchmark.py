@@ -1,0 +1,454 @@
+"""``sampt-benchmark``: per-stage timing, throughput, memory and work counts of the engine.
+
+Runs the engine built from a configuration over a real DAVIS sequence (``--davis ROOT
+--sequence NAME``) or, by default, a generated moving-texture sequence (a panning textured
+background with ``--objects K`` textured ellipses moving on their own paths, each prompted from
+its exact first-frame mask). The first ``--warmup`` frames are processed but not measured.
+
+It prints, per measured frame, the median time of every engine stage (from
+``FrameResult.timings``: tracker, image embedding, decoder passes, sampling, the mask motion
+prior, the rest of the step, the whole step) and of the outputs any caller makes (label map and
+overlay drawing), the throughput (frames / seconds inside ``engine.step``), the peak resident
+memory (and the CUDA peak allocation when a GPU is used), the devices, and the counters that
+show the work done per frame: image embeddings computed, tracker frames prepared / feature
+maps computed, decoder passes, against the number of frames.
+
+Example (tiny random models, numbers meaningless but the code path real)::
+
+    sampt-benchmark --profile cpu --frames 30
+    sampt-benchmark --frames 10 --set segmenter.sam.model_type=vit_b \\
+        segmenter.sam.allow_random_weights=true tracker.pips.allow_random_weights=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .eval import (
+    EvalError,
+    _build,
+    _flatten_args,
+    _write_json,
+    load_sequence,
+    read_label_map,
+    read_rgb,
+    resolve_config,
+)
+
+#: engine stages reported, in order (FrameResult.timings keys); "other" and "step" are derived
+STAGES = ("tracker", "embedding", "decoder", "sampling", "prior")
+#: counter attributes looked up on the tracker and the segmenter, when present
+COUNTER_SUFFIXES = ("_computed", "_calls", "_prepared")
+COUNTER_NAMES = ("segmentations",)
+#: counters that must equal the number of frames (one image embedding / one feature map per frame)
+PER_FRAME_COUNTERS = {
+    "segmenter": ("embeddings_computed",),
+    "tracker": ("feature_maps_computed", "pyramids_computed", "frames_prepared"),
+}
+
+
+# ---------------------------------------------------------------------------- input
+def parse_size(text: str) -> Tuple[int, int]:
+    """``"854x480"`` -> ``(854, 480)`` (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EvalError(f"--size must look like 854x480, got {text!r}") from None
+    if not (32 <= w <= 8192 and 32 <= h <= 8192):
+        raise EvalError(f"--size must be within 32x32..8192x8192, got {text}")
+    return w, h
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, scale: float, tint: np.ndarray) -> np.ndarray:
+    """``HxWx3 uint8`` smooth random texture (blurred noise at several scales, tinted)."""
+    import cv2
+
+    acc = np.zeros((h, w), np.float32)
+    for k, s in enumerate((scale, scale / 3, scale / 9)):
+        small = rng.random((max(2, int(h / max(s, 1))), max(2, int(w / max(s, 1)))), dtype=np.float32)
+        acc += cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) / (k + 1)
+    acc = (acc - acc.min()) / max(float(acc.max() - acc.min()), 1e-6)
+    img = (0.35 + 0.65 * acc)[..., None] * tint[None, None, :]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class MovingTextures:
+    """A generated sequence: a panning textured background and ``n_objects`` moving textured ellipses.
+
+    Frame ``t`` is a pure function of (size, n_objects, seed, t). Masks are exact (hard edges).
+
+    Args:
+        size: (W, H) pixels.
+        n_objects: number of ellipses (ids 1..K; a higher id is drawn in front).
+        seed: seeds the textures and paths.
+    """
+
+    def __init__(self, size: Tuple[int, int], n_objects: int, seed: int = 0) -> None:
+        if n_objects < 1:
+            raise EvalError(f"--objects must be >= 1, got {n_objects}")
+        self.w, self.h = size
+        rng = np.random.default_rng(seed)
+        self.margin = m = max(self.w, self.h) // 4
+        self.background = _texture(rng, self.h + 2 * m, self.w + 2 * m, 24.0, np.array([200.0, 190.0, 170.0]))
+        base = min(self.w, self.h)
+        self.objects = []
+        for k in range(n_objects):
+            axes = (base * rng.uniform(0.08, 0.14), base * rng.uniform(0.06, 0.11))
+            tint = rng.uniform(60, 255, 3)
+            tex = _texture(rng, self.h, self.w, 8.0, tint)
+            phase = rng.uniform(0, 2 * np.pi, 2)
+            speed = rng.uniform(0.02, 0.05, 2)
+            self.objects.append((axes, tex, phase, speed, rng.uniform(0, 180)))
+
+    def frame(self, t: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Frame ``t``: ``HxWx3 uint8`` RGB and its ``HxW uint16`` label map."""
+        import cv2
+
+        m = self.margin
+        dx = int(round(m + 0.8 * m * np.sin(0.01 * t)))
+        dy = int(round(m + 0.5 * m * np.sin(0.013 * t + 1.0)))
+        image = self.background[dy:dy + self.h, dx:dx + self.w].copy()
+        labels = np.zeros((self.h, self.w), np.uint16)
+        for k, (axes, tex, phase, speed, angle) in enumerate(self.objects, start=1):
+            cx = self.w * (0.5 + 0.32 * np.sin(speed[0] * t + phase[0]))
+            cy = self.h * (0.5 + 0.30 * np.sin(speed[1] * t + phase[1]))
+            mask = np.zeros((self.h, self.w), np.uint8)
+            cv2.ellipse(mask, (int(cx), int(cy)), (int(axes[0]), int(axes[1])), angle + 0.5 * t, 0, 360, 1, -1)
+            sel = mask.astype(bool)
+            # the object's texture moves with it (shifted by its own displacement)
+            shifted = np.roll(tex, (int(cy - self.h / 2), int(cx - self.w / 2)), axis=(0, 1))
+            image[sel] = shifted[sel]
+            labels[sel] = k
+        return image, labels
+
+
+def _davis_frames(root: str, name: str, size: Optional[Tuple[int, int]], total: int) -> Tuple[Iterator, np.ndarray]:
+    """Frames of a DAVIS sequence, played forward then backward as often as ``total`` needs."""
+    import cv2
+
+    seq = load_sequence(root, name)
+    if seq.annotations[0] is None:
+        raise EvalError(f"sequence {name!r} has no first-frame annotation")
+    gt0 = read_label_map(seq.annotations[0])
+    n = len(seq.frames)
+    order = list(range(n)) + list(range(n - 2, 0, -1)) if n > 1 else [0]
+
+    def resize(img: np.ndarray, nearest: bool = False) -> np.ndarray:
+        if size is None or (img.shape[1], img.shape[0]) == size:
+            return img
+        return cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+
+    def frames() -> Iterator[np.ndarray]:
+        for t in range(total):
+            yield resize(read_rgb(seq.frames[order[t % len(order)]]))
+
+    return frames(), resize(gt0, nearest=True)
+
+
+# ---------------------------------------------------------------------------- measurement
+def counters(component: Any) -> Dict[str, int]:
+    """Public int attributes of a tracker/segmenter that count work (``*_computed``, ``*_calls``, ...)."""
+    out: Dict[str, int] = {}
+    for name in sorted(dir(component)):
+        if name.startswith("_") or not (name.endswith(COUNTER_SUFFIXES) or name in COUNTER_NAMES):
+            continue
+        try:
+            value = getattr(component, name)
+        except Exception:  # noqa: BLE001 - a property may fail; it is just not a counter
+            continue
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            out[name] = int(value)
+    return out
+
+
+def component_device(component: Any) -> str:
+    """Where a component computes: a torch device name, or ``cpu (numpy/OpenCV)``."""
+    for path in ("device", "predictor.device", "predictor.model.device", "net.device", "model.device"):
+        obj = component
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        if obj is not None and not callable(obj):
+            return str(obj)
+    for attr in ("net", "model"):
+        mod = getattr(component, attr, None)
+        params = getattr(mod, "parameters", None)
+        if callable(params):
+            try:
+                return str(next(params()).device)
+            except StopIteration:
+                pass
+    return "cpu (numpy/OpenCV)"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", "r", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _torch():
+    """torch if the run already imported it (the weight-free path never does)."""
+    return sys.modules.get("torch")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024.0 if sys.platform != "darwin" else rss / (1024.0 * 1024.0)
+
+
+def run_benchmark(
+    config,
+    frames: int = 30,
+    warmup: int = 3,
+    size: Optional[Tuple[int, int]] = None,
+    objects: int = 1,
+    davis: Optional[str] = None,
+    sequence: Optional[str] = None,
+    seed: int = 0,
+    engine=None,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Run and measure; returns the report dict (see the module doc). Raises :class:`EvalError`."""
+    from ..core.factory import describe
+    from ..core.visualization import draw_overlay
+
+    if frames < 1:
+        raise EvalError(f"--frames must be >= 1, got {frames}")
+    if warmup < 0:
+        raise EvalError(f"--warmup must be >= 0, got {warmup}")
+    total = warmup + frames
+    if davis:
+        if not sequence:
+            raise EvalError("--davis needs --sequence NAME")
+        stream, gt0 = _davis_frames(davis, sequence, size, total)
+        source = {"kind": "davis", "root": str(davis), "sequence": sequence}
+    else:
+        synth = MovingTextures(size or (854, 480), objects, seed)
+        stream = (synth.frame(t)[0] for t in range(total))
+        gt0 = synth.frame(0)[1]
+        source = {"kind": "generated", "objects": objects, "seed": seed}
+    object_ids = [int(v) for v in np.unique(gt0) if v != 0]
+    if not object_ids:
+        raise EvalError("the first frame has no object to prompt")
+
+    if engine is None:
+        engine = _build("engine", config)
+    engine.reset()
+    for oid in object_ids:
+        engine.set_prompt(oid, mask=gt0 == oid)
+    torch = _torch()
+    cuda = bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+    rows: Dict[str, List[float]] = {k: [] for k in STAGES + ("other", "step", "wall", "label_image", "overlay")}
+    counts_start: Dict[str, Dict[str, int]] = {}
+    states: Dict[str, int] = {}
+    shape = None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="benchmark", unit="frame", file=sys.stderr, disable=not progress, leave=False)
+    for t, image in enumerate(stream):
+        if t == warmup:
+            counts_start = {"tracker": counters(engine.tracker), "segmenter": counters(engine.segmenter)}
+            if cuda and _torch() is not None:
+                _torch().cuda.synchronize()
+        t0 = time.perf_counter()
+        result = engine.step(image)
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        result.label_image(image.shape[:2])
+        t2 = time.perf_counter()
+        draw_overlay(image, result)
+        t3 = time.perf_counter()
+        bar.update(1)
+        shape = image.shape
+        if t < warmup:
+            continue
+        tm = result.timings
+        for k in STAGES:
+            rows[k].append(float(tm.get(k, 0.0)))
+        step_total = float(tm.get("total", wall))
+        rows["step"].append(step_total)
+        rows["other"].append(max(0.0, step_total - sum(float(tm.get(k, 0.0)) for k in STAGES)))
+        rows["wall"].append(wall)
+        rows["label_image"].append(t2 - t1)
+        rows["overlay"].append(t3 - t2)
+        for obj in result.objects.values():
+            states[obj.state.name] = states.get(obj.state.name, 0) + 1
+    bar.close()
+    if not counts_start:  # warmup >= frames streamed (cannot happen: total = warmup + frames)
+        counts_start = {"tracker": {}, "segmenter": {}}
+
+    counts_end = {"tracker": counters(engine.tracker), "segmenter": counters(engine.segmenter)}
+    counts: Dict[str, Dict[str, Any]] = {}
+    for comp in ("tracker", "segmenter"):
+        for name, value in counts_end[comp].items():
+            measured = value - counts_start[comp].get(name, 0)
+            counts[f"{comp}.{name}"] = {"total": value, "measured": measured, "per_frame": measured / frames}
+
+    checks: Dict[str, str] = {}
+    for comp, names in PER_FRAME_COUNTERS.items():
+        for name in names:
+            c = counts.get(f"{comp}.{name}")
+            if c is not None:
+                ok = c["measured"] == frames
+                checks[f"{comp}.{name}"] = f"{'OK' if ok else 'MISMATCH'} ({c['measured']} for {frames} frames)"
+                break
+        else:
+            checks[f"{comp}: once-per-frame counter"] = "not exposed by this component"
+
+    seconds = float(sum(rows["wall"]))
+    report: Dict[str, Any] = {
+        "config": config.to_dict(),
+        "describe": describe(config),
+        "input": dict(source, width=int(shape[1]), height=int(shape[0]), objects=len(object_ids)),
+        "frames": frames,
+        "warmup": warmup,
+        "median_ms": {k: 1000.0 * float(np.median(v)) for k, v in rows.items()},
+        "mean_ms": {k: 1000.0 * float(np.mean(v)) for k, v in rows.items()},
+        "fps": frames / seconds if seconds > 0 else 0.0,
+        "peak_rss_mib": peak_rss_mib(),
+        "cuda_max_allocated_mib": (float(torch.cuda.max_memory_allocated()) / 2 ** 20) if cuda else None,
+        "device": {
+            "tracker": component_device(engine.tracker),
+            "segmenter": component_device(engine.segmenter),
+            "cpu": cpu_name(),
+            "cpu_threads": os.cpu_count(),
+            "torch_threads": torch.get_num_threads() if torch is not None else None,
+            "gpu": torch.cuda.get_device_name() if cuda else None,
+        },
+        "counts": counts,
+        "checks": checks,
+        "object_states": states,
+    }
+    return report
+
+
+def format_report(r: Dict[str, Any]) -> str:
+    """Human-readable table of :func:`run_benchmark`'s report."""
+    inp = r["input"]
+    src = f"DAVIS {inp['sequence']}" if inp["kind"] == "davis" else "generated moving textures"
+    dev = r["device"]
+    lines = [
+        f"config   : {r['describe']}",
+        f"input    : {src}, {inp['width']}x{inp['height']}, {inp['objects']} object(s); "
+        f"{r['frames']} measured frames after {r['warmup']} warm-up",
+        f"devices  : tracker {dev['tracker']}, segmenter {dev['segmenter']}; CPU {dev['cpu']} "
+        f"({dev['cpu_threads']} threads{', torch ' + str(dev['torch_threads']) if dev['torch_threads'] else ''})"
+        + (f"; GPU {dev['gpu']}" if dev["gpu"] else ""),
+        "",
+        f"{'stage (per frame)':<34} {'median ms':>10} {'mean ms':>10}",
+        "-" * 56,
+    ]
+    names = {
+        "tracker": "tracker (push_frame + track)",
+        "embedding": "image embedding (set_image)",
+        "decoder": "decoder passes (segment)",
+        "sampling": "query sampling",
+        "prior": "mask motion prior",
+        "other": "engine other (bookkeeping)",
+        "step": "engine step total",
+        "wall": "engine.step wall (synchronised)",
+        "label_image": "output: label map",
+        "overlay": "output: draw_overlay",
+    }
+    for k, label in names.items():
+        lines.append(f"{label:<34} {r['median_ms'][k]:>10.2f} {r['mean_ms'][k]:>10.2f}")
+    lines += [
+        "-" * 56,
+        f"FPS (frames / seconds in engine.step): {r['fps']:.2f}",
+        f"peak RSS: {r['peak_rss_mib']:.0f} MiB"
+        + (f"; CUDA max allocated: {r['cuda_max_allocated_mib']:.0f} MiB" if r["cuda_max_allocated_mib"] is not None else ""),
+        "",
+        f"counts over the {r['frames']} measured frames ({r['input']['objects']} object(s)):",
+    ]
+    for name, c in r["counts"].items():
+        lines.append(f"  {name:<34} {c['measured']:>6}  ({c['per_frame']:.2f} per frame; {c['total']} incl. warm-up)")
+    for name, verdict in r["checks"].items():
+        lines.append(f"once per frame: {name}: {verdict}")
+    if r["object_states"]:
+        lines.append("object states: " + ", ".join(f"{k} {v}" for k, v in sorted(r["object_states"].items())))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sampt-benchmark",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Timings are medians over the measured frames (warm-up excluded); FPS = measured frames / "
+               "seconds inside engine.step (frame generation/decoding excluded).",
+    )
+    p.add_argument("--profile", metavar="NAME", help="profile name (cpu, paper, paper_reinit, fast_gpu) or YAML file")
+    p.add_argument("--config", action="append", nargs="+", metavar="FILE",
+                   help="config file(s) laid over config/sampt.yaml (after --profile)")
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", dest="overrides",
+                   help="override config keys, e.g. segmenter.sam.model_type=vit_b segmenter.sam.allow_random_weights=true")
+    p.add_argument("--size", default=None, metavar="WxH",
+                   help="frame size (default 854x480; DAVIS frames are resized only when given)")
+    p.add_argument("--frames", type=int, default=30, metavar="N", help="measured frames (default 30)")
+    p.add_argument("--warmup", type=int, default=3, metavar="N", help="warm-up frames, not measured (default 3)")
+    p.add_argument("--objects", type=int, default=1, metavar="K", help="objects in the generated sequence (default 1; with --davis the first-frame annotation's objects)")
+    p.add_argument("--davis", metavar="ROOT", help="use a real DAVIS-layout sequence instead of generated frames")
+    p.add_argument("--sequence", metavar="NAME", help="the DAVIS sequence (with --davis)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated sequence")
+    p.add_argument("--threads", type=int, metavar="N", help="torch / OpenCV threads")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        configs = ([args.profile] if args.profile else []) + _flatten_args(args.config)
+        config, _ = resolve_config(configs, _flatten_args(args.overrides))
+        size = parse_size(args.size) if args.size else None
+        if args.threads:
+            import cv2
+
+            cv2.setNumThreads(args.threads)
+            if config.tracker.kind == "pips" or config.segmenter.kind == "sam":
+                import torch
+
+                torch.set_num_threads(args.threads)
+        report = run_benchmark(config, frames=args.frames, warmup=args.warmup, size=size, objects=args.objects,
+                               davis=args.davis, sequence=args.sequence, seed=args.seed,
+                               progress=not args.no_progress)
+    except EvalError as exc:
+        print(f"sampt-benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sampt-benchmark: interrupted", file=sys.stderr)
+        return 130
+    print(format_report(report))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
