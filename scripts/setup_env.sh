@@ -28,7 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip install -q -r "$root/scripts/requirements.txt"
   # vos-benchmark (the DAVIS J/F reference) wants opencv-python; we use the headless build.
   pip install -q --no-deps vos-benchmark==0.1.0
-  pip install -q --no-deps --no-build-isolation -e "$root"
+  pip install -q --no-deps --no-build-isolation -e "$root" --config-settings editable_mode=compat
   echo "$want" > "$stamp"
 fi
 

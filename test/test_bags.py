@@ -238,10 +238,21 @@ def test_from_davis(tmp_path, small_davis, store, storage):
         np.testing.assert_array_equal(seq.image(i, store), bags.read_rgb(frames[i]))
         np.testing.assert_array_equal(seq.gt_label_map(stamps[i], store), bags.read_label_map(anns[i]))
         assert set(np.unique(seq.gt_label_map(stamps[i], store)).tolist()) == {0, 1}
-    # the prompt is the sampler's output for the first-frame mask with the cpu profile's sampling
+    # the prompt carries the first-frame mask (the node samples it as sampt-eval does)
     (pstamp, plog, praw), = seq.prompts
     assert pstamp == plog == stamps[0]
-    oid, action, pts, lbl, _ = bags.prompt_from_msg(store.deserialize_cdr(praw, bags.PROMPT_TYPE))
+    pmsg = store.deserialize_cdr(praw, bags.PROMPT_TYPE)
+    oid, action, pts, lbl, _ = bags.prompt_from_msg(pmsg)
+    assert (oid, action, len(pts), len(lbl)) == (1, 0, 0, 0)
+    np.testing.assert_array_equal(bags.prompt_mask_from_msg(pmsg), bags.read_label_map(anns[0]) == 1)
+    # --prompt points: the sampler's output for the first-frame mask with the cpu profile's sampling
+    pts_bag = tmp_path / "syn_points.bag"
+    assert bags.main(["from-davis", str(small_davis), "syn", str(pts_bag), "--prompt", "points",
+                      "--config", "cpu", "--format", storage]) == 0
+    (_, _, praw), = bags.load_sequence(pts_bag, store=store).prompts
+    pmsg = store.deserialize_cdr(praw, bags.PROMPT_TYPE)
+    oid, action, pts, lbl, _ = bags.prompt_from_msg(pmsg)
+    assert bags.prompt_mask_from_msg(pmsg) is None
     sampling = bags.load_sampling_config(["cpu"])
     expected = bags.sample_prompts(bags.read_label_map(anns[0]), bags.read_rgb(frames[0]), sampling)
     assert (oid, action) == (1, 0)
@@ -278,11 +289,10 @@ def test_from_images_with_points_and_mask(tmp_path, store):
     assert bags.main(["from-images", str(folder), str(out2), "--mask", str(tmp_path / "mask.png"),
                       "--object-id", "2", "--format", "mcap"]) == 0
     seq2 = bags.load_sequence(out2, store=store)
-    oid, _, pts, lbl, _ = bags.prompt_from_msg(store.deserialize_cdr(seq2.prompts[0][2], bags.PROMPT_TYPE))
-    assert oid == 2 and (lbl == 1).any()
-    mask0 = scene.frame(0)[1]
-    pos = pts[lbl == 1].round().astype(int)
-    assert mask0[pos[:, 1], pos[:, 0]].all()
+    pmsg = store.deserialize_cdr(seq2.prompts[0][2], bags.PROMPT_TYPE)
+    oid, _, pts, lbl, _ = bags.prompt_from_msg(pmsg)
+    assert oid == 2 and len(pts) == 0
+    np.testing.assert_array_equal(bags.prompt_mask_from_msg(pmsg), scene.frame(0)[1])
     # bad prompts are clear errors, not tracebacks
     assert bags.main(["from-images", str(folder), str(tmp_path / "c.bag"), "--points", "900,10"]) == 2
     assert bags.main(["from-images", str(tmp_path / "none"), str(tmp_path / "d.bag")]) == 2

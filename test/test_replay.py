@@ -154,44 +154,6 @@ def test_params_file_round_trips_the_config(tmp_path):
     assert again.tracker == config.tracker and again.segmenter == config.segmenter
 
 
-class _FakeEngine:
-    def __init__(self):
-        self.calls = []
-
-        class S:
-            def sample(self_, mask, image):
-                ys, xs = np.nonzero(mask)
-                return np.array([[xs.mean(), ys.mean()]]), np.array([1])
-
-        self.sampler = S()
-
-    def set_prompt(self, oid, points=None, labels=None, mask=None, frame_index=None):
-        self.calls.append(("prompt", oid, None if points is None else np.asarray(points).tolist(), mask is not None))
-
-    def step(self, frame):
-        self.calls.append(("step", int(frame[0, 0, 0])))
-        return "result"
-
-    def reset(self):
-        self.calls.append(("reset",))
-
-
-def test_point_prompt_engine_turns_mask_prompts_into_points():
-    fake = _FakeEngine()
-    eng = replay.PointPromptEngine(fake)
-    mask = np.zeros((10, 10), bool)
-    mask[2:4, 6:8] = True
-    eng.reset()
-    eng.set_prompt(3, mask=mask)
-    assert fake.calls == [("reset",)]
-    assert eng.step(np.full((10, 10, 3), 7, np.uint8)) == "result"
-    assert fake.calls[1:] == [("prompt", 3, [[6.5, 2.5]], False), ("step", 7)]
-    eng.step(np.zeros((10, 10, 3), np.uint8))
-    assert fake.calls[-1] == ("step", 0) and len(fake.calls) == 4  # the prompt is applied once
-    eng.set_prompt(2, points=[[1, 1]], labels=[1])
-    assert fake.calls[-1] == ("prompt", 2, [[1, 1]], False)
-
-
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert replay.main([str(tmp_path / "nope"), "--lockstep", "--no-video", "--out", str(tmp_path / "o")]) == 2
     assert "not a rosbag2 folder" in capsys.readouterr().err

@@ -225,8 +225,20 @@ def prompt_from_msg(msg, max_object_id: int = 255) -> Prompt:
     if action == ACTION_REMOVE:
         return Prompt(oid, ACTION_REMOVE, np.zeros((0, 2)), np.zeros(0, np.int64), stamp)
     n = len(msg.points)
+    if msg.mask.width and msg.mask.height:
+        if n or len(msg.labels):
+            raise PromptError(f"object {oid}: give points or a mask, not both")
+        if msg.mask.encoding not in ("mono8", "8UC1"):
+            raise PromptError(f"object {oid}: the mask must be mono8, got {msg.mask.encoding!r}")
+        try:
+            mask = _image_view(msg.mask, 1, "uint8")[..., 0] != 0
+        except ImageError as exc:
+            raise PromptError(f"object {oid}: unusable mask: {exc}") from None
+        if not mask.any():
+            raise PromptError(f"object {oid}: the mask is empty")
+        return Prompt(oid, ACTION_SET, np.zeros((0, 2)), np.zeros(0, np.int64), stamp, mask=mask)
     if n == 0:
-        raise PromptError(f"object {oid}: the prompt has no points")
+        raise PromptError(f"object {oid}: the prompt has no points (and no mask)")
     if len(msg.labels) != n:
         raise PromptError(f"object {oid}: {n} points but {len(msg.labels)} labels (one label per point)")
     pts = np.array([(p.x, p.y) for p in msg.points], dtype=np.float64)

@@ -77,6 +77,7 @@ class Prompt:
         points: ``Nx2 float`` (x, y) pixels (empty for remove).
         labels: ``N int`` 1 positive / 0 negative.
         stamp_ns: stamp of the frame the points belong to; 0 = the next frame.
+        mask: ``HxW bool`` instead of points (the engine samples the query points from it).
     """
 
     object_id: int
@@ -84,6 +85,7 @@ class Prompt:
     points: np.ndarray
     labels: np.ndarray
     stamp_ns: int = 0
+    mask: Optional[np.ndarray] = None
 
 
 @dataclass(eq=False)
@@ -408,6 +410,9 @@ class EngineWorker:
             return True
         h, w = shape
         pts = p.points
+        if p.mask is not None and p.mask.shape != (h, w):
+            self._warn(f"object {p.object_id}: the mask is {p.mask.shape[1]}x{p.mask.shape[0]}, the frame {w}x{h}")
+            return False
         if np.any(pts < -0.5) or np.any(pts[:, 0] > w - 0.5) or np.any(pts[:, 1] > h - 0.5):
             bad = pts[(pts[:, 0] < -0.5) | (pts[:, 1] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] > h - 0.5)]
             self._warn(f"object {p.object_id}: points outside the {w}x{h} image: {bad.round(1).tolist()}")
@@ -417,7 +422,10 @@ class EngineWorker:
             self._warn(f"object {p.object_id}: too many objects (engine.max_objects = {self.max_objects})")
             return False
         try:
-            self.engine.set_prompt(p.object_id, points=pts, labels=p.labels, frame_index=frame_index)
+            if p.mask is not None:
+                self.engine.set_prompt(p.object_id, mask=p.mask, frame_index=frame_index)
+            else:
+                self.engine.set_prompt(p.object_id, points=pts, labels=p.labels, frame_index=frame_index)
         except (KeyError, ValueError) as exc:
             self._warn(f"object {p.object_id}: prompt rejected: {exc}")
             return False

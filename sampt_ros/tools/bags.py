@@ -2,7 +2,7 @@
 
 ``sampt-bag`` subcommands::
 
-    sampt-bag from-davis ROOT SEQ OUT.bag [--rate 30] [--format sqlite3|mcap] [--config FILE ...]
+    sampt-bag from-davis ROOT SEQ OUT.bag [--rate 30] [--format sqlite3|mcap] [--prompt mask|points]
     sampt-bag from-video FILE OUT.bag [--rate R] [--points "x,y,label;..." | --mask FILE]
     sampt-bag from-images DIR OUT.bag [--rate 30] [--points "x,y,label;..." | --mask FILE]
     sampt-bag add-prompt BAG OUT.bag [--frame 0] [--points "x,y,label;..." | --mask FILE]
@@ -16,10 +16,10 @@ rclpy unchanged.
 What a bag made here holds (all stamps: ``start + i / rate``, the log time equals the stamp):
 
 * ``/camera/image_raw``: ``sensor_msgs/msg/Image`` ``rgb8``, ``frame_id`` ``camera``;
-* ``/sampt/prompt``: one ``sampt_ros/msg/PointPrompt`` per object, stamped with the frame the
-  points belong to (frame 0); for DAVIS the points are sampled from the first-frame mask with
-  the same :class:`~sampt_ros.core.sampling.QuerySampler` and ``sampling`` config that
-  ``sampt-eval davis`` uses, so replaying the bag through the node reproduces the evaluation;
+* ``/sampt/prompt``: one ``sampt_ros/msg/PointPrompt`` per object, stamped with the frame it
+  belongs to (frame 0); for DAVIS it carries the object's first-frame mask, which the node
+  turns into query points exactly as ``sampt-eval davis`` does, so replaying the bag through
+  the node reproduces the evaluation (``--prompt points`` samples the points here instead);
 * ``/camera/gt_mask`` (DAVIS only): ``sensor_msgs/msg/Image`` ``mono8`` label maps (0 background,
   k = object k) with the stamps of their frames.
 """
@@ -212,22 +212,47 @@ def rgb_from_msg(msg) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- prompts
-def prompt_to_msg(store, object_id: int, points: np.ndarray, labels: np.ndarray, stamp_ns: int,
-                  frame_id: str = DEFAULT_FRAME_ID, action: int = 0):
-    """``sampt_ros/msg/PointPrompt`` from ``Nx2 float`` (x, y) pixels and ``N int`` labels (1/0)."""
+def prompt_to_msg(store, object_id: int, points: Optional[np.ndarray], labels: Optional[np.ndarray],
+                  stamp_ns: int, frame_id: str = DEFAULT_FRAME_ID, action: int = 0,
+                  mask: Optional[np.ndarray] = None):
+    """``sampt_ros/msg/PointPrompt`` from ``Nx2 float`` (x, y) pixels and ``N int`` labels (1/0),
+    or from an ``HxW bool`` mask (sent as ``mono8`` 0/255; then ``points``/``labels`` are None)."""
     from sampt_ros.core.types import as_labels, as_points
 
-    if not 1 <= int(object_id) <= 65535:
-        raise ValueError(f"object_id must be in 1..65535, got {object_id}")
-    pts = as_points(points)
-    lbl = as_labels(labels, len(pts))
+    if not 1 <= int(object_id) <= 255:
+        raise ValueError(f"object_id must be in 1..255 (the mask topic is mono8), got {object_id}")
+    if mask is not None:
+        if points is not None and len(points):
+            raise ValueError("give points or a mask, not both")
+        mask = np.asarray(mask, bool)
+        if mask.ndim != 2 or not mask.any():
+            raise ValueError(f"a prompt mask must be a non-empty HxW array, got shape {mask.shape}")
+        pts, lbl = np.zeros((0, 2)), np.zeros(0, np.int64)
+        mask_msg = image_to_msg(store, mask.astype(np.uint8) * np.uint8(255), stamp_ns, frame_id, "mono8")
+    else:
+        pts = as_points(points)
+        lbl = as_labels(labels, len(pts))
+        mask_msg = _empty_image(store, stamp_ns, frame_id)
     point_t = store.types["geometry_msgs/msg/Point"]
     msg = store.types[PROMPT_TYPE](
         header=_header(store, stamp_ns, frame_id), object_id=int(object_id), action=int(action),
         points=[point_t(x=float(x), y=float(y), z=0.0) for x, y in pts],
-        labels=lbl.astype(np.int8),
+        labels=lbl.astype(np.int8), mask=mask_msg,
     )
     return msg
+
+
+def _empty_image(store, stamp_ns: int, frame_id: str):
+    return store.types[IMAGE_TYPE](header=_header(store, stamp_ns, frame_id), height=0, width=0, encoding="",
+                                   is_bigendian=0, step=0, data=np.zeros(0, np.uint8))
+
+
+def prompt_mask_from_msg(msg) -> Optional[np.ndarray]:
+    """The ``HxW bool`` mask a ``PointPrompt`` carries, or None when it carries points."""
+    m = msg.mask
+    if not (m.width and m.height):
+        return None
+    return np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width] != 0
 
 
 def prompt_from_msg(msg) -> Tuple[int, int, np.ndarray, np.ndarray, int]:
@@ -286,14 +311,19 @@ def read_label_map(path: os.PathLike | str) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
-def sample_prompts(label_map: np.ndarray, image: np.ndarray, sampling_config) -> List[Tuple[int, np.ndarray, np.ndarray]]:
+def mask_prompts(label_map: np.ndarray) -> List[Tuple[int, None, None, np.ndarray]]:
+    """One mask prompt per object of a label map: ``[(object_id, None, None, HxW bool), ...]``."""
+    return [(int(oid), None, None, label_map == oid) for oid in np.unique(label_map) if oid != 0]
+
+
+def sample_prompts(label_map: np.ndarray, image: np.ndarray, sampling_config) -> List[Tuple[int, np.ndarray, np.ndarray, None]]:
     """Query points for every object of a label map, as the engine samples a mask prompt.
 
     One :class:`~sampt_ros.core.sampling.QuerySampler` is called once per object in ascending
     id order with that object's ``HxW bool`` mask and the ``HxWx3 uint8`` RGB image, exactly as
     ``SamPtEngine`` does for ``set_prompt(id, mask=...)`` prompts given in id order.
 
-    Returns ``[(object_id, Nx2 float points, N int labels), ...]``.
+    Returns ``[(object_id, Nx2 float points, N int labels, None), ...]``.
     """
     from sampt_ros.core.sampling import QuerySampler
 
@@ -301,7 +331,7 @@ def sample_prompts(label_map: np.ndarray, image: np.ndarray, sampling_config) ->
     out = []
     for oid in sorted(int(v) for v in np.unique(label_map) if v != 0):
         points, labels = sampler.sample(label_map == oid, image)
-        out.append((oid, np.asarray(points, np.float64), np.asarray(labels, np.int64)))
+        out.append((oid, np.asarray(points, np.float64), np.asarray(labels, np.int64), None))
     return out
 
 
@@ -439,7 +469,6 @@ def _bag_info(path: os.PathLike | str) -> Dict[str, object]:
 def add_prompt(src: os.PathLike | str, out: os.PathLike | str, points: Optional[str] = None,
                mask: Optional[str] = None, object_id: int = 1, frame: int = 0, image_topic: str = IMAGE_TOPIC,
                prompt_topic: str = PROMPT_TOPIC, storage: Optional[str] = None,
-               config_files: Optional[Sequence[str]] = None, overrides: Optional[Sequence[str]] = None,
                overwrite: bool = False) -> Dict[str, int]:
     """Copy a bag (e.g. one ``ros2 bag record`` made) and add a prompt for its frame ``frame``.
 
@@ -477,7 +506,7 @@ def add_prompt(src: os.PathLike | str, out: os.PathLike | str, points: Optional[
 
             image = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR),
                                  cv2.COLOR_BGR2RGB)
-        prompts = _prompt_from_args(points, mask, image, object_id, config_files, overrides)
+        prompts = _prompt_from_args(points, mask, image, object_id)
         if not prompts:
             raise ValueError("give --points or --mask")
         counts = {"messages": 0, "prompts": len(prompts)}
@@ -566,10 +595,12 @@ def load_sequence(path: os.PathLike | str, image_topic: str = IMAGE_TOPIC, promp
 
 
 # ---------------------------------------------------------------------------- conversions
-def _write_prompts(bag: BagWriter, prompts: Sequence[Tuple[int, np.ndarray, np.ndarray]], stamp_ns: int,
-                   frame_id: str, topic: str) -> None:
-    for oid, pts, lbl in prompts:
-        bag.write(topic, prompt_to_msg(bag.store, oid, pts, lbl, stamp_ns, frame_id), stamp_ns)
+def _write_prompts(bag: BagWriter, prompts: Sequence[Tuple[int, Optional[np.ndarray], Optional[np.ndarray],
+                                                          Optional[np.ndarray]]],
+                   stamp_ns: int, frame_id: str, topic: str) -> None:
+    """``prompts``: ``[(object_id, points | None, labels | None, mask | None)]``."""
+    for oid, pts, lbl, mask in prompts:
+        bag.write(topic, prompt_to_msg(bag.store, oid, pts, lbl, stamp_ns, frame_id, mask=mask), stamp_ns)
 
 
 def davis_frames(root: os.PathLike | str, seq: str) -> Tuple[List[Path], List[Optional[Path]]]:
@@ -607,11 +638,15 @@ def davis_to_bag(root: os.PathLike | str, seq: str, out: os.PathLike | str, rate
                  storage: str = "sqlite3", config_files: Optional[Sequence[str]] = None,
                  start_s: float = DEFAULT_START_S, frame_id: str = DEFAULT_FRAME_ID,
                  overwrite: bool = False, topics: Optional[Dict[str, str]] = None,
-                 overrides: Optional[Sequence[str]] = None) -> Dict[str, int]:
+                 overrides: Optional[Sequence[str]] = None, prompt: str = "mask") -> Dict[str, int]:
     """Write DAVIS sequence ``seq`` (images, first-frame prompts, GT label maps) as a bag.
 
+    ``prompt``: ``mask`` sends each object's first-frame mask (the node samples the points, as
+    ``sampt-eval`` does); ``points`` sends points sampled here with the config's ``sampling``.
     Returns counts per kind: ``{"images": n, "prompts": k, "gt": m}``.
     """
+    if prompt not in ("mask", "points"):
+        raise ValueError(f"prompt must be 'mask' or 'points', got {prompt!r}")
     topics = {"image": IMAGE_TOPIC, "prompt": PROMPT_TOPIC, "gt": GT_TOPIC, **(topics or {})}
     frames, anns = davis_frames(root, seq)
     sampling = load_sampling_config(config_files, overrides)
@@ -620,7 +655,7 @@ def davis_to_bag(root: os.PathLike | str, seq: str, out: os.PathLike | str, rate
     first_labels = read_label_map(anns[0])
     if first_labels.shape != first.shape[:2]:
         raise ValueError(f"{seq}: annotation {anns[0].name} is {first_labels.shape[::-1]}, frame is {first.shape[1::-1]}")
-    prompts = sample_prompts(first_labels, first, sampling)
+    prompts = mask_prompts(first_labels) if prompt == "mask" else sample_prompts(first_labels, first, sampling)
     if not prompts:
         raise ValueError(f"{seq}: the first-frame annotation is empty, nothing to prompt")
     counts = {"images": 0, "prompts": 0, "gt": 0}
@@ -642,9 +677,8 @@ def davis_to_bag(root: os.PathLike | str, seq: str, out: os.PathLike | str, rate
     return counts
 
 
-def _prompt_from_args(points: Optional[str], mask_path: Optional[str], first: np.ndarray, object_id: int,
-                      config_files: Optional[Sequence[str]],
-                      overrides: Optional[Sequence[str]] = None) -> List[Tuple[int, np.ndarray, np.ndarray]]:
+def _prompt_from_args(points: Optional[str], mask_path: Optional[str], first: np.ndarray, object_id: int
+                      ) -> List[Tuple[int, Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
     if points and mask_path:
         raise ValueError("give --points or --mask, not both")
     if points:
@@ -652,7 +686,7 @@ def _prompt_from_args(points: Optional[str], mask_path: Optional[str], first: np
         h, w = first.shape[:2]
         if np.any(pts < -0.5) or np.any(pts[:, 0] > w - 0.5) or np.any(pts[:, 1] > h - 0.5):
             raise ValueError(f"--points lie outside the first frame ({w}x{h}): {pts.tolist()}")
-        return [(object_id, pts, lbl)]
+        return [(object_id, pts, lbl, None)]
     if mask_path:
         labels = read_label_map(mask_path)
         if labels.shape != first.shape[:2]:
@@ -661,15 +695,14 @@ def _prompt_from_args(points: Optional[str], mask_path: Optional[str], first: np
             raise ValueError(f"--mask {mask_path} is empty")
         if labels.max() == 1:  # a binary mask prompts the chosen object id
             labels = labels * np.uint8(object_id)
-        return sample_prompts(labels, first, load_sampling_config(config_files, overrides))
+        return mask_prompts(labels)
     return []
 
 
 def frames_to_bag(frames: Iterable[np.ndarray], out: os.PathLike | str, rate: float, storage: str = "sqlite3",
                   prompt_points: Optional[str] = None, prompt_mask: Optional[str] = None, object_id: int = 1,
-                  config_files: Optional[Sequence[str]] = None, start_s: float = DEFAULT_START_S,
-                  frame_id: str = DEFAULT_FRAME_ID, overwrite: bool = False, source: Optional[dict] = None,
-                  topics: Optional[Dict[str, str]] = None, overrides: Optional[Sequence[str]] = None) -> Dict[str, int]:
+                  start_s: float = DEFAULT_START_S, frame_id: str = DEFAULT_FRAME_ID, overwrite: bool = False,
+                  source: Optional[dict] = None, topics: Optional[Dict[str, str]] = None) -> Dict[str, int]:
     """Write ``HxWx3 uint8`` RGB frames (any iterable) as an image bag, with an optional prompt on frame 0."""
     topics = {"image": IMAGE_TOPIC, "prompt": PROMPT_TOPIC, **(topics or {})}
     if not 1 <= object_id <= 65535:
@@ -679,7 +712,7 @@ def frames_to_bag(frames: Iterable[np.ndarray], out: os.PathLike | str, rate: fl
         first = next(it)
     except StopIteration:
         raise ValueError("no frames to write") from None
-    prompts = _prompt_from_args(prompt_points, prompt_mask, first, object_id, config_files, overrides)
+    prompts = _prompt_from_args(prompt_points, prompt_mask, first, object_id)
     start = frame_stamps_ns(1, rate, start_s)[0]
     step = 1e9 / rate
     counts = {"images": 0, "prompts": len(prompts)}
@@ -829,17 +862,13 @@ def _common(p: argparse.ArgumentParser, rate_default: Optional[float] = 30.0) ->
     p.add_argument("--frame-id", default=DEFAULT_FRAME_ID, help="header frame_id (default camera)")
     p.add_argument("--image-topic", default=IMAGE_TOPIC)
     p.add_argument("--prompt-topic", default=PROMPT_TOPIC)
-    p.add_argument("--config", action="append", default=None, metavar="FILE",
-                   help="config file or profile name laid over config/sampt.yaml, whose 'sampling' section "
-                        "turns masks into points (repeatable; give the same as to sampt-eval)")
-    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
-                   help="override one config key, as sampt-eval --set")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def _prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", help="prompt on frame 0: 'x,y,label;x,y,label' (label 1 positive, 0 negative)")
-    p.add_argument("--mask", help="prompt on frame 0: a mask/label PNG the size of the frames (points are sampled)")
+    p.add_argument("--mask", help="prompt on frame 0: a mask/label PNG the size of the frames (the node samples "
+                                  "the query points from it)")
     p.add_argument("--object-id", type=int, default=1, help="object id of --points or a binary --mask (default 1)")
 
 
@@ -853,6 +882,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output bag folder")
     _common(p)
     p.add_argument("--gt-topic", default=GT_TOPIC)
+    p.add_argument("--prompt", choices=("mask", "points"), default="mask",
+                   help="send each object's first-frame mask (default; the node samples the points, as "
+                        "sampt-eval does) or points sampled here with the config's sampling section")
+    p.add_argument("--config", action="append", default=None, metavar="FILE",
+                   help="with --prompt points: config file or profile laid over config/sampt.yaml whose "
+                        "'sampling' section turns the masks into points (as sampt-eval --config)")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="with --prompt points: override one config key, as sampt-eval --set")
 
     p = sub.add_parser("from-video", help="a video file -> image bag")
     p.add_argument("file")
@@ -878,9 +915,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-topic", default=PROMPT_TOPIC)
     p.add_argument("--format", dest="storage", choices=STORAGE_FORMATS, default=None,
                    help="storage of the copy (default: as the source)")
-    p.add_argument("--config", action="append", default=None, metavar="FILE",
-                   help="config file or profile whose sampling turns a --mask into points")
-    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE")
     p.add_argument("--overwrite", action="store_true")
     _prompt_args(p)
 
@@ -905,8 +939,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.frame < 0:
                 raise ValueError(f"--frame must be >= 0, got {args.frame}")
             counts = add_prompt(args.bag, args.out, args.points, args.mask, args.object_id, args.frame,
-                                args.image_topic, args.prompt_topic, args.storage, args.config, args.set,
-                                args.overwrite)
+                                args.image_topic, args.prompt_topic, args.storage, args.overwrite)
             print(f"wrote {args.out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
             return 0
         topics = {"image": args.image_topic, "prompt": args.prompt_topic}
@@ -914,7 +947,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             topics["gt"] = args.gt_topic
             counts = davis_to_bag(args.root, args.seq, args.out, rate=args.rate, storage=args.storage,
                                   config_files=args.config, start_s=args.start_time, frame_id=args.frame_id,
-                                  overwrite=args.overwrite, topics=topics, overrides=args.set)
+                                  overwrite=args.overwrite, topics=topics, overrides=args.set,
+                                  prompt=args.prompt)
         elif args.command == "from-video":
             size = _parse_size(args.resize)
             frames, fps = video_frames(args.file, args.max_frames, args.start_frame, size)
@@ -922,9 +956,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not rate:
                 raise ValueError(f"{args.file} does not state its frame rate; pass --rate")
             counts = frames_to_bag(frames, args.out, rate, args.storage, args.points, args.mask, args.object_id,
-                                   args.config, args.start_time, args.frame_id, args.overwrite,
-                                   source={"kind": "video", "file": str(args.file)}, topics=topics,
-                                   overrides=args.set)
+                                   args.start_time, args.frame_id, args.overwrite,
+                                   source={"kind": "video", "file": str(args.file)}, topics=topics)
         else:  # from-images
             import cv2
 
@@ -937,9 +970,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     yield cv2.resize(img, size, interpolation=cv2.INTER_AREA) if size else img
 
             counts = frames_to_bag(frames(), args.out, args.rate, args.storage, args.points, args.mask,
-                                   args.object_id, args.config, args.start_time, args.frame_id, args.overwrite,
-                                   source={"kind": "images", "dir": str(args.dir)}, topics=topics,
-                                   overrides=args.set)
+                                   args.object_id, args.start_time, args.frame_id, args.overwrite,
+                                   source={"kind": "images", "dir": str(args.dir)}, topics=topics)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"sampt-bag {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -33,8 +33,8 @@ image QoS for ``--lockstep`` replays, and waits for discovery (``count_subscribe
 ``count_publishers``, never a fixed sleep).
 
 ``compare-davis`` is the acceptance check: for every sequence of a DAVIS-layout folder it runs
-``sampt-eval davis``'s evaluation in-process, makes a bag (``sampt-bag from-davis``) with the
-same configuration, replays it in lockstep through one launched node (reset between
+``sampt-eval davis``'s evaluation in-process, makes a bag (``sampt-bag from-davis``: the
+first-frame masks as prompts, as sampt-eval prompts), replays it in lockstep through one launched node (reset between
 sequences), and prints per sequence the eval J&F, the replay J&F, their difference and
 frames sent/received; it exits 1 when a difference exceeds ``--tolerance`` or a frame is lost.
 """
@@ -683,44 +683,9 @@ def print_summary(summary: Dict[str, Any], paths: Dict[str, str], stream=None) -
 
 
 # ---------------------------------------------------------------------------- compare-davis
-class PointPromptEngine:
-    """Wraps an engine so that mask prompts become point prompts, as a ROS ``PointPrompt`` carries them.
-
-    ``set_prompt(id, mask=m)`` is held until the next ``step(frame)``, where the engine's own
-    sampler turns ``m`` into points on that frame (exactly what ``sampt-bag`` does when it
-    writes the prompt) and the engine is prompted with the points. Without this, the
-    weight-free segmenter would also receive the first-frame mask as its prior, which no ROS
-    prompt can carry.
-    """
-
-    def __init__(self, engine) -> None:
-        self._engine = engine
-        self._held: List[Tuple[int, np.ndarray]] = []
-
-    def set_prompt(self, object_id, points=None, labels=None, mask=None, frame_index=None):
-        if mask is not None and frame_index is None:
-            self._held = [(o, m) for o, m in self._held if o != object_id] + [(object_id, np.asarray(mask, bool))]
-            return None
-        return self._engine.set_prompt(object_id, points=points, labels=labels, mask=mask, frame_index=frame_index)
-
-    def reset(self):
-        self._held = []
-        return self._engine.reset()
-
-    def step(self, frame):
-        for oid, mask in self._held:
-            points, labels = self._engine.sampler.sample(mask, frame)
-            self._engine.set_prompt(oid, points=points, labels=labels)
-        self._held = []
-        return self._engine.step(frame)
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-
 def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences: Optional[Sequence[str]] = None,
                   config_files: Optional[Sequence[str]] = None, overrides: Optional[Sequence[str]] = None,
-                  eval_prompt: str = "points", rate: float = 30.0, storage: str = "sqlite3",
+                  rate: float = 30.0, storage: str = "sqlite3",
                   timeout: float = 120.0, discovery_timeout: float = DEFAULT_DISCOVERY_TIMEOUT,
                   tolerance: float = 0.005, fresh_node: bool = False, video: bool = False,
                   progress: bool = True, stream=None) -> Dict[str, Any]:
@@ -729,15 +694,13 @@ def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences
     from sampt_ros.tools import eval as sampt_eval
 
     stream = stream or sys.stdout
-    if eval_prompt not in ("points", "mask"):
-        raise ValueError(f"--eval-prompt must be 'points' or 'mask', got {eval_prompt!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config, files = resolved_config(config_files, overrides)
     names = list(sequences) if sequences else sampt_eval.list_sequences(root)
 
     # 1. sampt-eval davis, in-process, same config
-    print(f"[1/2] sampt-eval davis ({eval_prompt} prompts), profile {config.profile}", file=stream)
+    print(f"[1/2] sampt-eval davis, profile {config.profile}", file=stream)
     engine = factory.build_engine(config)
     # OpenCV's GrabCut (the weight-free segmenter) draws from OpenCV's per-thread RNG, so a
     # sequence's result depends on what ran before it in that thread. The launched node's worker
@@ -746,8 +709,6 @@ def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences
     import cv2
 
     cv2.setRNGSeed(0)
-    if eval_prompt == "points":
-        engine = PointPromptEngine(engine)
     eval_summary = sampt_eval.run_davis(config, root, names, out / "eval", progress=progress, engine=engine,
                                         stdout=stream)
 
@@ -799,7 +760,7 @@ def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences
         if node is not None:
             node.stop()
     ok = all(r["diff"] <= tolerance and r["sent"] == r["received"] == r["frames"] for r in rows)
-    result = {"rows": rows, "ok": ok, "tolerance": tolerance, "eval_prompt": eval_prompt,
+    result = {"rows": rows, "ok": ok, "tolerance": tolerance,
               "profile": config.profile, "config_files": files, "overrides": list(overrides or []),
               "mean_eval_JF": float(np.mean([r["eval_JF"] for r in rows])),
               "mean_replay_JF": float(np.mean([r["replay_JF"] or 0 for r in rows]))}
@@ -811,7 +772,7 @@ def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences
 
 
 def compare_table(result: Dict[str, Any]) -> str:
-    lines = [f"profile {result['profile']}, eval prompts: {result['eval_prompt']}, tolerance "
+    lines = [f"profile {result['profile']}, first-frame mask prompts, tolerance "
              f"{result['tolerance']:.3f} (J&F as fractions)", "",
              "| sequence | eval J&F | replay J&F | diff | frames sent/received |", "|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -871,9 +832,6 @@ def build_compare_parser() -> argparse.ArgumentParser:
                    help="config file or profile name over config/sampt.yaml (repeatable), e.g. cpu")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="output folder (default outputs/compare/<time>)")
-    p.add_argument("--eval-prompt", choices=("points", "mask"), default="points",
-                   help="how sampt-eval prompts: points sampled from the first mask (what a PointPrompt "
-                        "carries; default) or the mask itself (sampt-eval's own default)")
     p.add_argument("--tolerance", type=float, default=0.005)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--fresh-node", action="store_true", help="a new node per sequence instead of reset")
@@ -891,7 +849,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             result = compare_davis(
                 args.root, Path(args.out) if args.out else _default_out("compare"),
                 sequences=[s for s in (args.sequences or "").split(",") if s] or None,
-                config_files=args.config, overrides=args.set, eval_prompt=args.eval_prompt,
+                config_files=args.config, overrides=args.set,
                 storage=args.storage, timeout=args.timeout, tolerance=args.tolerance, fresh_node=args.fresh_node,
                 video=args.video, progress=not args.quiet)
         except (ValueError, FileNotFoundError, ReplayError) as exc:
