@@ -267,6 +267,32 @@ def test_malformed_prompts_are_rejected(kwargs, reason):
         conv.prompt_from_msg(_prompt(**kwargs))
 
 
+def _with_mask(m, mask, encoding="mono8", step=None):
+    m.mask.height, m.mask.width = mask.shape
+    m.mask.encoding = encoding
+    m.mask.step = mask.shape[1] if step is None else step
+    m.mask.data = mask.astype(np.uint8).tobytes()[: m.mask.step * mask.shape[0]]
+    return m
+
+
+@needs_ros
+@pytest.mark.ros
+def test_mask_prompts():
+    mask = np.zeros((6, 8), bool)
+    mask[2:4, 3:6] = True
+    p = conv.prompt_from_msg(_with_mask(_prompt(pts=(), labels=()), mask * 255))
+    assert p.points.shape == (0, 2) and p.mask is not None
+    np.testing.assert_array_equal(p.mask, mask)
+    with pytest.raises(conv.PromptError, match="points or a mask, not both"):
+        conv.prompt_from_msg(_with_mask(_prompt(), mask))
+    with pytest.raises(conv.PromptError, match="the mask is empty"):
+        conv.prompt_from_msg(_with_mask(_prompt(pts=(), labels=()), mask & False))
+    with pytest.raises(conv.PromptError, match="must be mono8"):
+        conv.prompt_from_msg(_with_mask(_prompt(pts=(), labels=()), mask, encoding="rgb8"))
+    with pytest.raises(conv.PromptError, match="unusable mask"):
+        conv.prompt_from_msg(_with_mask(_prompt(pts=(), labels=()), mask, step=4))
+
+
 # ---------------------------------------------------------------------------- outputs
 @needs_ros
 @pytest.mark.ros
