@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 _DEVICES = ("auto", "cpu", "cuda")
 
@@ -39,160 +39,221 @@ def _check_device(name: str, value: str) -> None:
     )
 
 
-@dataclass
-class PipsConfig:
-    """PIPS point tracker (Harley et al. 2022) as SAM-PT runs it."""
+def setting(default: Any, doc: str, *, range: Optional[Tuple[float, float]] = None,
+            choices: Optional[Sequence[Any]] = None):
+    """A config field with its documentation and valid values.
 
-    checkpoint: str = ""  #: path to the official model-000200000.pth
-    allow_random_weights: bool = False  #: run with random weights when no checkpoint (tests, benchmarks)
-    stride: int = 4
-    iters: int = 6
-    visibility_threshold: float = 0.9  #: a point is visible when sigmoid(logit) > this
-    device: str = "auto"
-    half: bool = False  #: run the network in float16 on CUDA
+    The one place a setting's bounds live: :class:`Section` checks them at construction and
+    the ROS node turns them into parameter descriptors (description, integer/float range).
+    ``range`` is inclusive; rules a range cannot say go in :meth:`Section.validate`.
+    """
+    meta: Dict[str, Any] = {"doc": doc}
+    if range is not None:
+        meta["range"] = tuple(range)
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return field(default=default, metadata=meta)
+
+
+class Section:
+    """Base of the config dataclasses: validates every field's declared range and choices."""
+
+    #: the section's dotted name in the tree, used in error messages (``tracker.pips``)
+    path: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            name = f"{self.path}.{f.name}" if self.path else f.name
+            rng = f.metadata.get("range")
+            if rng is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                _check(rng[0] <= value <= rng[1], f"{name} must be in {rng[0]}..{rng[1]}, got {value}")
+            choices = f.metadata.get("choices")
+            if choices is not None:
+                _check_choice(name, value, choices)
+        self.validate()
+
+    def validate(self) -> None:
+        """Rules that a range or a list of choices cannot say (odd sizes, open bounds, devices)."""
+
+
+def describe(section: Section, prefix: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+    """Every leaf setting of a section tree: ``dotted name -> {default, doc, range, choices}``.
+
+    ``default`` is the value in ``section`` (so a loaded config describes its own values).
+    """
+    prefix = section.path if prefix is None else prefix
+    out: Dict[str, Dict[str, Any]] = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        if isinstance(value, Section):
+            out.update(describe(value, name))
+        elif f.metadata:
+            out[name] = {"default": value, "doc": f.metadata.get("doc", name),
+                         "range": f.metadata.get("range"), "choices": f.metadata.get("choices")}
+    return out
+
+
+@dataclass
+class PipsConfig(Section):
+    """PIPS point tracker (Harley et al. 2022) as SAM-PT runs it."""
+
+    path: ClassVar[str] = "tracker.pips"
+    checkpoint: str = setting("", "path to the official PIPS model-000200000.pth (~ and $VARS expand)")
+    allow_random_weights: bool = setting(False, "run with random weights when no checkpoint is given (tests, benchmarks)")
+    stride: int = setting(4, "feature stride in pixels (SAM-PT: 4)", choices=(4, 8))
+    iters: int = setting(6, "PIPS refinement iterations per window", range=(1, 32))
+    visibility_threshold: float = setting(0.9, "a point is visible when sigmoid(visibility logit) > this",
+                                          range=(0.0, 0.999))
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    half: bool = setting(False, "run the network in float16 on CUDA")
+
+    def validate(self) -> None:
         self.checkpoint = _expand(self.checkpoint)
-        _check(self.stride in (4, 8), f"tracker.pips.stride must be 4 or 8, got {self.stride}")
-        _check(1 <= self.iters <= 32, f"tracker.pips.iters must be in 1..32, got {self.iters}")
-        _check(
-            0.0 <= self.visibility_threshold < 1.0,
-            f"tracker.pips.visibility_threshold must be in [0, 1), got {self.visibility_threshold}",
-        )
         _check_device("tracker.pips.device", self.device)
 
 
 @dataclass
-class LkConfig:
+class LkConfig(Section):
     """Pyramidal Lucas-Kanade tracker with a forward-backward check (weight-free)."""
 
-    win_size: int = 21  #: side of the search window in pixels (odd)
-    max_level: int = 3  #: pyramid levels above the base
-    fb_threshold: float = 2.0  #: forward-backward error (px) above which a point counts occluded
-    max_error: float = 30.0  #: mean patch error above which a point counts occluded
-    iterations: int = 20  #: LK iterations per pyramid level
-    ncc_threshold: float = 0.0  #: a visible point must still match its query patch (NCC >= this; 0 = off)
-    ncc_patch: int = 11  #: side (px) of the query patch for the NCC check (odd)
+    path: ClassVar[str] = "tracker.lk"
+    win_size: int = setting(21, "side of the LK search window in pixels (odd)", range=(5, 101))
+    max_level: int = setting(3, "pyramid levels above the base", range=(0, 8))
+    fb_threshold: float = setting(2.0, "forward-backward error (px) above which a point counts occluded",
+                                  range=(0.01, 1000.0))
+    max_error: float = setting(30.0, "mean patch error above which a point counts occluded", range=(0.01, 1000.0))
+    iterations: int = setting(20, "LK iterations per pyramid level", range=(1, 100))
 
-    def __post_init__(self) -> None:
-        _check(self.win_size >= 5 and self.win_size % 2 == 1, f"tracker.lk.win_size must be odd and >= 5, got {self.win_size}")
-        _check(0 <= self.max_level <= 8, f"tracker.lk.max_level must be in 0..8, got {self.max_level}")
-        _check(self.fb_threshold > 0, f"tracker.lk.fb_threshold must be > 0, got {self.fb_threshold}")
-        _check(self.max_error > 0, f"tracker.lk.max_error must be > 0, got {self.max_error}")
-        _check(1 <= self.iterations <= 100, f"tracker.lk.iterations must be in 1..100, got {self.iterations}")
-        _check(0.0 <= self.ncc_threshold < 1.0, f"tracker.lk.ncc_threshold must be in [0, 1), got {self.ncc_threshold}")
-        _check(self.ncc_patch >= 3 and self.ncc_patch % 2 == 1, f"tracker.lk.ncc_patch must be odd and >= 3, got {self.ncc_patch}")
+    def validate(self) -> None:
+        _check(self.win_size % 2 == 1, f"tracker.lk.win_size must be odd, got {self.win_size}")
 
 
 @dataclass
-class TrackerConfig:
-    kind: str = "pips"  #: "pips" or "lk"
-    window: int = 8  #: frames per tracking window (PIPS' S); also the frame buffer size
+class TrackerConfig(Section):
+    path: ClassVar[str] = "tracker"
+    kind: str = setting("pips", "point tracker: pips, or lk (Lucas-Kanade, weight-free)", choices=("pips", "lk"))
+    window: int = setting(8, "frames per tracking window (PIPS' S); also the frame buffer size", range=(2, 64))
     pips: PipsConfig = field(default_factory=PipsConfig)
     lk: LkConfig = field(default_factory=LkConfig)
 
-    def __post_init__(self) -> None:
-        _check_choice("tracker.kind", self.kind, ("pips", "lk"))
+    def validate(self) -> None:
         _check(self.window == 8 or self.kind != "pips", f"tracker.window must be 8 for PIPS, got {self.window}")
-        _check(2 <= self.window <= 64, f"tracker.window must be in 2..64, got {self.window}")
 
 
 @dataclass
-class SamConfig:
+class SamConfig(Section):
     """Segment Anything prompted with tracked points."""
 
-    model_type: str = "vit_h"  #: vit_h, vit_l, vit_b (official checkpoints) or tiny (tests only)
-    checkpoint: str = ""  #: path to the official sam_vit_*.pth
-    allow_random_weights: bool = False  #: run with random weights when no checkpoint (tests, benchmarks)
-    device: str = "auto"
-    refinement_iters: int = 12  #: extra pass-2 iterations after the first two passes
-    refinement_box: bool = True  #: give the current mask's bounding box in refinement passes
+    path: ClassVar[str] = "segmenter.sam"
+    model_type: str = setting("vit_h", "vit_h, vit_l, vit_b (official checkpoints) or tiny (tests only)",
+                              choices=("vit_h", "vit_l", "vit_b", "tiny"))
+    checkpoint: str = setting("", "path to the official sam_vit_*.pth (~ and $VARS expand)")
+    allow_random_weights: bool = setting(False, "run with random weights when no checkpoint is given (tests, benchmarks)")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    refinement_iters: int = setting(12, "extra pass-2 iterations after the first two passes", range=(0, 64))
+    refinement_box: bool = setting(True, "give the current mask's bounding box in refinement passes")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         self.checkpoint = _expand(self.checkpoint)
-        _check_choice("segmenter.sam.model_type", self.model_type, ("vit_h", "vit_l", "vit_b", "tiny"))
-        _check(0 <= self.refinement_iters <= 64, f"segmenter.sam.refinement_iters must be in 0..64, got {self.refinement_iters}")
         _check_device("segmenter.sam.device", self.device)
 
 
 @dataclass
-class ClassicConfig:
-    """The weight-free segmenter (colour models + graph cut around the motion prior)."""
+class ClassicConfig(Section):
+    """The weight-free segmenter: a dense-flow-moved prior weighed against colour and motion."""
 
-    work_size: int = 320  #: long side (px) of the working resolution
-    band: float = 0.15  #: uncertain band around the prior, as a fraction of the object's size
-    iters: int = 2  #: graph-cut (GrabCut) iterations per frame
-    seed_radius: int = 3  #: radius (working px) of the definite label disk around each point
-    box_grow: float = 0.5  #: points only: the box around the positives grows by this x their spread
-    smooth: bool = True  #: edge-preserving smoothing of the working image (cleaner colour models)
-    flow: str = "fast"  #: dense flow (DIS preset) that moves the previous mask: off, ultrafast, fast, medium
-    match_iou: float = 0.2  #: a previous mask moved by flow replaces the prior when their IoU exceeds this
-
-    def __post_init__(self) -> None:
-        _check(64 <= self.work_size <= 4096, f"segmenter.classic.work_size must be in 64..4096, got {self.work_size}")
-        _check(0.0 < self.band <= 2.0, f"segmenter.classic.band must be in (0, 2], got {self.band}")
-        _check(1 <= self.iters <= 20, f"segmenter.classic.iters must be in 1..20, got {self.iters}")
-        _check(0 <= self.seed_radius <= 50, f"segmenter.classic.seed_radius must be in 0..50, got {self.seed_radius}")
-        _check(0.0 <= self.box_grow <= 5.0, f"segmenter.classic.box_grow must be in [0, 5], got {self.box_grow}")
-        _check_choice("segmenter.classic.flow", self.flow, ("off", "ultrafast", "fast", "medium"))
-        _check(0.0 <= self.match_iou < 1.0, f"segmenter.classic.match_iou must be in [0, 1), got {self.match_iou}")
+    path: ClassVar[str] = "segmenter.classic"
+    work_size: int = setting(427, "long side (px) of the working resolution", range=(64, 4096))
+    band: float = setting(0.2, "width of the uncertain band around the prior, as a fraction of the object's size",
+                          range=(0.01, 2.0))
+    graph_cut: bool = setting(False, "settle uncertain pixels with GrabCut (slower); off: the posterior's sign")
+    iters: int = setting(1, "GrabCut iterations (with graph_cut, and for point-only prompts)", range=(1, 20))
+    seed_radius: int = setting(3, "radius (working px) of the certain disk around each prompt point", range=(0, 50))
+    box_grow: float = setting(0.5, "points only: the box around the positives grows by this x their spread",
+                              range=(0.0, 5.0))
+    flow: str = setting("ultrafast", "dense flow (DIS preset) that moves the previous mask: off, ultrafast, fast, medium",
+                        choices=("off", "ultrafast", "fast", "medium"))
+    flow_finest_scale: int = setting(0, "DIS finest pyramid level (0: full working resolution; finer, slower)",
+                                     range=(0, 4))
+    match_iou: float = setting(0.2, "a previous mask moved by flow replaces the prior when their IoU exceeds this",
+                               range=(0.0, 0.99))
+    colour_bins: int = setting(16, "Lab histogram bins per channel", range=(4, 64))
+    colour_weight: float = setting(0.5, "weight of the colour log-likelihood ratio in the posterior", range=(0.0, 10.0))
+    prior_weight: float = setting(3.0, "the prior's logit deep inside (+) / far outside (-) the moved mask",
+                                  range=(0.0, 50.0))
+    point_prior_weight: float = setting(0.0, "share of the engine's point-moved mask in the prior (rest: flow-moved)",
+                                        range=(0.0, 1.0))
+    prior_softness: float = setting(0.5, "distance (fraction of the band) over which the prior's logit saturates",
+                                    range=(0.01, 10.0))
+    motion_weight: float = setting(0.5, "weight of the motion log-likelihood ratio (object vs surroundings; 0 = off)",
+                                   range=(0.0, 10.0))
+    motion_max_gain: float = setting(0.0, "cap of the motion evidence for the object (against is capped at 5)",
+                                     range=(0.0, 5.0))
+    motion_sigma: float = setting(1.0, "least flow noise (working px) in the motion likelihoods", range=(0.01, 100.0))
+    memory: float = setting(0.03, "update rate of an object's colour histograms per frame (1 = no memory)",
+                            range=(0.001, 1.0))
+    point_gate: float = setting(1.0, "positives further outside the moved mask than this x band are ignored",
+                                range=(0.0, 100.0))
+    certain_logit: float = setting(3.0, "|posterior logit| above which a pixel is definite for the graph cut",
+                                   range=(0.01, 100.0))
+    seed: int = setting(0, "seed of GrabCut's k-means (OpenCV's RNG), for repeatable masks", range=(0, 2**31 - 1))
 
 
 @dataclass
-class SegmenterConfig:
-    kind: str = "sam"  #: "sam" or "classic" (weight-free)
+class SegmenterConfig(Section):
+    path: ClassVar[str] = "segmenter"
+    kind: str = setting("sam", "segmenter: sam, or classic (weight-free)", choices=("sam", "classic"))
     sam: SamConfig = field(default_factory=SamConfig)
     classic: ClassicConfig = field(default_factory=ClassicConfig)
 
-    def __post_init__(self) -> None:
-        _check_choice("segmenter.kind", self.kind, ("sam", "classic"))
+
+_SAMPLING_METHODS = ("kmedoids", "shi_tomasi", "random", "mixed")
 
 
 @dataclass
-class SamplingConfig:
+class SamplingConfig(Section):
     """Query points sampled from a mask (first-frame masks and re-initialisation)."""
 
-    positive_method: str = "kmedoids"  #: kmedoids, shi_tomasi, random or mixed
-    n_positive: int = 8
-    negative_method: str = "mixed"
-    n_negative: int = 1
-    max_pixels: int = 1500  #: mask pixels subsampled for K-Medoids
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        methods = ("kmedoids", "shi_tomasi", "random", "mixed")
-        _check_choice("sampling.positive_method", self.positive_method, methods)
-        _check_choice("sampling.negative_method", self.negative_method, methods)
-        _check(1 <= self.n_positive <= 256, f"sampling.n_positive must be in 1..256, got {self.n_positive}")
-        _check(0 <= self.n_negative <= 256, f"sampling.n_negative must be in 0..256, got {self.n_negative}")
-        _check(10 <= self.max_pixels <= 100000, f"sampling.max_pixels must be in 10..100000, got {self.max_pixels}")
+    path: ClassVar[str] = "sampling"
+    positive_method: str = setting("kmedoids", "positive points: kmedoids, shi_tomasi, random or mixed",
+                                   choices=_SAMPLING_METHODS)
+    n_positive: int = setting(8, "positive query points sampled per object", range=(1, 256))
+    negative_method: str = setting("mixed", "negative points on the background: kmedoids, shi_tomasi, random or mixed",
+                                   choices=_SAMPLING_METHODS)
+    n_negative: int = setting(1, "negative query points sampled per object", range=(0, 256))
+    max_pixels: int = setting(1500, "mask pixels subsampled for K-Medoids", range=(10, 20000))
+    seed: int = setting(0, "seed of the samplers (the same mask gives the same points)", range=(0, 2**31 - 1))
 
 
 @dataclass
-class EngineConfig:
+class EngineConfig(Section):
     """The online SAM-PT engine."""
 
-    reinit_horizon: int = 0  #: re-sample query points from the mask every h frames (0 = off)
-    max_objects: int = 32
+    path: ClassVar[str] = "engine"
+    reinit_horizon: int = setting(0, "re-sample query points from the newest mask every h frames (0 = off)",
+                                  range=(0, 64))
+    max_objects: int = setting(32, "most objects tracked at once (the mask topic is a mono8 label image)",
+                               range=(1, 255))
 
-    def __post_init__(self) -> None:
-        _check(self.reinit_horizon == 0 or 2 <= self.reinit_horizon <= 64,
-               f"engine.reinit_horizon must be 0 (off) or in 2..64, got {self.reinit_horizon}")
-        _check(1 <= self.max_objects <= 255, f"engine.max_objects must be in 1..255, got {self.max_objects}")
+    def validate(self) -> None:
+        _check(self.reinit_horizon != 1, "engine.reinit_horizon must be 0 (off) or in 2..64, got 1")
 
 
 @dataclass
-class Config:
-    """The whole tree. ``node`` holds the ROS node's own settings, untouched by the core."""
+class Config(Section):
+    """The whole tree. ``node`` holds the ROS node's own settings, validated by the node."""
 
-    profile: str = "custom"  #: a name for reports
+    profile: str = setting("custom", "profile name, shown in reports; the node loads config/<profile>.yaml "
+                                     "(or a YAML path) as its defaults when given")
     engine: EngineConfig = field(default_factory=EngineConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     node: Dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.tracker.kind == "pips":
             _check(
                 self.engine.reinit_horizon <= self.tracker.window,
@@ -258,7 +319,7 @@ def _unwrap_ros(tree: Mapping[str, Any]) -> Mapping[str, Any]:
     return tree
 
 
-def _build(cls, data: Mapping[str, Any], path: str):
+def build_section(cls, data: Mapping[str, Any], path: str):
     """Construct dataclass ``cls`` from a mapping, rejecting unknown keys with their full name."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
@@ -271,7 +332,7 @@ def _build(cls, data: Mapping[str, Any], path: str):
         ftype = fields[key].type
         sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
         if sub is not None:
-            kwargs[key] = _build(sub, value or {}, name)
+            kwargs[key] = build_section(sub, value or {}, name)
         elif key == "node":
             kwargs[key] = dict(value or {})
         else:
@@ -312,7 +373,7 @@ _DATACLASSES = {
 def config_from_dict(data: Optional[Mapping[str, Any]] = None) -> Config:
     """Build and validate a :class:`Config` from a (possibly ROS-wrapped, possibly dotted) mapping."""
     tree = unflatten(_unwrap_ros(data or {}))
-    return _build(Config, tree, "")
+    return build_section(Config, tree, "")
 
 
 def load_yaml_tree(paths: Iterable[str]) -> Dict[str, Any]:
@@ -345,7 +406,7 @@ def load_config(paths: Sequence[str] | str, overrides: Optional[Mapping[str, Any
     if overrides:
         _deep_merge(tree, unflatten(overrides))
     try:
-        return _build(Config, tree, "")
+        return build_section(Config, tree, "")
     except ValueError as exc:
         raise ValueError(f"{', '.join(map(str, paths))}: {exc}") from None
 

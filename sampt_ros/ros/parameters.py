@@ -3,9 +3,10 @@
 Names are the core's dotted names (``tracker.kind``, ``segmenter.sam.checkpoint``,
 ``engine.reinit_horizon``; :meth:`sampt_ros.core.config.Config.flat`) so one YAML file
 configures both the node and the offline tools. Each parameter is declared with a
-``ParameterDescriptor``: a description (the core's own ``#:`` field comment), the integer /
-floating-point range wherever the core validates both bounds, and ``read_only`` where a change
-needs the models rebuilt (all core settings, and node keys that shape subscriptions).
+``ParameterDescriptor``: the description and integer / floating-point range that the setting
+declares where it is defined (``setting(...)``, the same range the core validates), and
+``read_only`` where a change needs the models rebuilt (all core settings, and node keys that
+shape subscriptions).
 
 Validation lives in one place, the core: the declared values are handed to
 :func:`sampt_ros.core.config.config_from_dict`; its ``ValueError`` makes the node refuse to
@@ -20,164 +21,68 @@ launch file that passes ``sampt.yaml`` + a profile behaves exactly like ``-p pro
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
-import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from sampt_ros.core.config import (
     Config,
+    Section,
+    build_section,
     config_dir,
     config_from_dict,
+    describe,
     flatten,
     load_yaml_tree,
+    setting,
 )
 
 # ---------------------------------------------------------------------------- node settings
 _QOS = ("sensor_data", "reliable")
-_MODES = ("live", "lockstep")
 
 
 @dataclass
-class NodeSettings:
+class NodeSettings(Section):
     """The node's own settings (``node.*`` parameters), validated at construction."""
 
-    autostart: bool = True  #: configure + activate at start, so `ros2 run` needs no lifecycle manager
-    mode: str = "live"  #: live (newest frame wins, drops counted) | lockstep (every frame, in order)
-    queue_size: int = 1000  #: lockstep: frames that may wait for the model (~0.9 MB each at 640x480)
-    image_qos: str = "sensor_data"  #: QoS of image/depth/camera_info: sensor_data (best effort) | reliable
-    output_qos: str = "reliable"  #: QoS of mask/tracked_objects/overlay/markers: reliable | sensor_data
-    qos_depth: int = 10  #: history depth of the subscriptions and publishers
-    compressed: bool = False  #: subscribe image/compressed (sensor_msgs/CompressedImage) instead of image
-    use_depth: bool = False  #: also subscribe depth (16UC1 mm / 32FC1 m) + camera_info; publish 3-D points and markers
-    sync_slop: float = 0.05  #: seconds: largest stamp difference between image, depth and camera_info
-    sync_queue_size: int = 10  #: messages kept per input while matching image/depth/camera_info
-    publish_overlay: bool = False  #: always publish the overlay image (otherwise only while someone subscribes)
-    click_object_id: int = 1  #: object that clicks on clicked_point prompt (1..255)
-    click_label: int = 1  #: label of the next clicks: 1 positive, 0 negative
-    diagnostics_period: float = 1.0  #: seconds between diagnostics messages
-    marker_scale: float = 0.02  #: metres: size of the 3-D point markers
+    path: ClassVar[str] = "node"
+    autostart: bool = setting(True, "configure + activate at start, so `ros2 run` needs no lifecycle manager")
+    mode: str = setting("live", "live (newest frame wins, drops counted) | lockstep (every frame, in order)",
+                        choices=("live", "lockstep"))
+    queue_size: int = setting(1000, "lockstep: frames that may wait for the model (~0.9 MB each at 640x480)",
+                              range=(1, 100000))
+    image_qos: str = setting("sensor_data", "QoS of image/depth/camera_info: sensor_data (best effort) | reliable",
+                             choices=_QOS)
+    output_qos: str = setting("reliable", "QoS of mask/tracked_objects/overlay/markers: reliable | sensor_data",
+                              choices=_QOS)
+    qos_depth: int = setting(10, "history depth of the subscriptions and publishers", range=(1, 1000))
+    compressed: bool = setting(False, "subscribe image/compressed (sensor_msgs/CompressedImage) instead of image")
+    use_depth: bool = setting(False, "also subscribe depth (16UC1 mm / 32FC1 m) + camera_info; publish 3-D "
+                                     "points and markers")
+    sync_slop: float = setting(0.05, "seconds: largest stamp difference between image, depth and camera_info",
+                               range=(0.0, 10.0))
+    sync_queue_size: int = setting(10, "messages kept per input while matching image/depth/camera_info",
+                                   range=(1, 1000))
+    publish_overlay: bool = setting(False, "always publish the overlay image (otherwise only while someone "
+                                           "subscribes)")
+    click_object_id: int = setting(1, "object that clicks on clicked_point prompt", range=(1, 255))
+    click_label: int = setting(1, "label of the next clicks: 1 positive, 0 negative", range=(0, 1))
+    diagnostics_period: float = setting(1.0, "seconds between diagnostics messages", range=(0.05, 3600.0))
+    marker_scale: float = setting(0.02, "metres: size of the 3-D point markers", range=(0.0, 10.0))
 
-    def __post_init__(self) -> None:
-        def check(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
-
-        check(self.mode in _MODES, f"node.mode must be one of {list(_MODES)}, got {self.mode!r}")
-        check(self.image_qos in _QOS, f"node.image_qos must be one of {list(_QOS)}, got {self.image_qos!r}")
-        check(self.output_qos in _QOS, f"node.output_qos must be one of {list(_QOS)}, got {self.output_qos!r}")
-        check(1 <= self.queue_size <= 100000, f"node.queue_size must be in 1..100000, got {self.queue_size}")
-        check(1 <= self.qos_depth <= 1000, f"node.qos_depth must be in 1..1000, got {self.qos_depth}")
-        check(0.0 <= self.sync_slop <= 10.0, f"node.sync_slop must be in [0, 10] seconds, got {self.sync_slop}")
-        check(1 <= self.sync_queue_size <= 1000, f"node.sync_queue_size must be in 1..1000, got {self.sync_queue_size}")
-        check(1 <= self.click_object_id <= 255, f"node.click_object_id must be in 1..255, got {self.click_object_id}")
-        check(self.click_label in (0, 1), f"node.click_label must be 1 (positive) or 0 (negative), got {self.click_label}")
-        check(0.05 <= self.diagnostics_period <= 3600.0,
-              f"node.diagnostics_period must be in [0.05, 3600] seconds, got {self.diagnostics_period}")
-        check(0.0 < self.marker_scale <= 10.0, f"node.marker_scale must be in (0, 10] metres, got {self.marker_scale}")
+    def validate(self) -> None:
+        if self.marker_scale <= 0.0:
+            raise ValueError(f"node.marker_scale must be > 0 metres, got {self.marker_scale}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "NodeSettings":
         """From ``{key: value}`` (keys without the ``node.`` prefix); unknown keys are errors."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in values.items():
-            if key not in fields:
-                raise ValueError(f"unknown parameter 'node.{key}'; known: {sorted('node.' + k for k in fields)}")
-            default = fields[key].default
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"node.{key} must be true or false, got {value!r}")
-            elif isinstance(default, int):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"node.{key} must be an integer, got {value!r}")
-            elif isinstance(default, float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"node.{key} must be a number, got {value!r}")
-                value = float(value)
-            elif isinstance(default, str) and not isinstance(value, str):
-                raise ValueError(f"node.{key} must be a string, got {value!r}")
-            kwargs[key] = value
-        return cls(**kwargs)
+        return build_section(cls, values, "node")
 
 
 #: node keys that can change while the node runs; the others need deactivate/cleanup/configure
 #: (they shape subscriptions, the queue or the timer) and are read-only
 LIVE_NODE_KEYS = ("publish_overlay", "click_object_id", "click_label")
-
-# ---------------------------------------------------------------------------- ranges
-#: ``name -> (from, to, step)`` wherever the core checks both bounds (the core stays the judge:
-#: a range cannot say "0 or 2..64" or "odd", the core's check does)
-RANGES: Dict[str, Tuple[float, float, float]] = {
-    "engine.reinit_horizon": (0, 64, 1),
-    "engine.max_objects": (1, 255, 1),
-    "tracker.window": (2, 64, 1),
-    "tracker.pips.stride": (4, 8, 4),
-    "tracker.pips.iters": (1, 32, 1),
-    "tracker.pips.visibility_threshold": (0.0, 1.0, 0.0),
-    "tracker.lk.max_level": (0, 8, 1),
-    "tracker.lk.iterations": (1, 100, 1),
-    "tracker.lk.ncc_threshold": (0.0, 1.0, 0.0),
-    "segmenter.sam.refinement_iters": (0, 64, 1),
-    "segmenter.classic.work_size": (64, 4096, 1),
-    "segmenter.classic.band": (0.0, 2.0, 0.0),
-    "segmenter.classic.iters": (1, 20, 1),
-    "segmenter.classic.seed_radius": (0, 50, 1),
-    "segmenter.classic.box_grow": (0.0, 5.0, 0.0),
-    "sampling.n_positive": (1, 256, 1),
-    "sampling.n_negative": (0, 256, 1),
-    "sampling.max_pixels": (10, 100000, 1),
-    "node.queue_size": (1, 100000, 1),
-    "node.qos_depth": (1, 1000, 1),
-    "node.sync_slop": (0.0, 10.0, 0.0),
-    "node.sync_queue_size": (1, 1000, 1),
-    "node.click_object_id": (1, 255, 1),
-    "node.click_label": (0, 1, 1),
-    "node.diagnostics_period": (0.05, 3600.0, 0.0),
-    "node.marker_scale": (0.0, 10.0, 0.0),
-}
-
-#: descriptions for core fields whose dataclass has no ``#:`` comment
-_EXTRA_DESCRIPTIONS = {
-    "tracker.pips.stride": "PIPS feature stride in pixels: 4 or 8",
-    "tracker.pips.iters": "PIPS refinement iterations per window",
-    "tracker.pips.device": "auto, cpu, cuda or cuda:N",
-    "segmenter.sam.device": "auto, cpu, cuda or cuda:N",
-    "sampling.n_positive": "positive query points sampled per object",
-    "sampling.negative_method": "kmedoids, shi_tomasi, random or mixed",
-    "sampling.n_negative": "negative query points sampled per object",
-    "sampling.seed": "random seed of the samplers",
-    "engine.max_objects": "most objects tracked at once (1..255: the mask topic is a mono8 label image)",
-    "profile": "profile name; a shipped profile (cpu, paper, paper_reinit, fast_gpu) or a YAML path "
-               "is loaded as defaults when given",
-}
-
-_COMMENT = re.compile(r"^\s+(\w+)\s*:[^=#]*=[^#]*#:\s*(.+?)\s*$")
-
-
-def _field_comments(cls) -> Dict[str, str]:
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2) for m in map(_COMMENT.match, src.splitlines()) if m}
-
-
-def _describe_tree(obj, prefix: str = "") -> Dict[str, str]:
-    """``dotted name -> description`` for every leaf of a config dataclass instance."""
-    out: Dict[str, str] = {}
-    comments = _field_comments(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        name = prefix + f.name
-        if dataclasses.is_dataclass(value):
-            out.update(_describe_tree(value, name + "."))
-        elif not isinstance(value, dict):
-            out[name] = _EXTRA_DESCRIPTIONS.get(name) or comments.get(f.name) or \
-                f"{name} (see sampt_ros.core.config.{type(obj).__name__})"
-    return out
 
 
 def core_defaults() -> Dict[str, Any]:
@@ -185,23 +90,20 @@ def core_defaults() -> Dict[str, Any]:
     return {k: v for k, v in Config().flat().items() if not k.startswith("node.") and k != "node"}
 
 
-def node_defaults() -> Dict[str, Any]:
-    """``node.*`` defaults, flat."""
-    return {f"node.{f.name}": f.default for f in dataclasses.fields(NodeSettings)}
-
-
 def parameter_specs() -> Dict[str, Dict[str, Any]]:
-    """Every parameter the node declares: ``name -> {default, description, range, read_only}``."""
+    """Every parameter the node declares: ``name -> {default, description, range, read_only}``.
+
+    Descriptions and ranges come from the settings' own declarations (``setting(...)`` in
+    :mod:`sampt_ros.core.config` and :class:`NodeSettings`): one place for both.
+    """
     specs: Dict[str, Dict[str, Any]] = {}
-    core_desc = _describe_tree(Config())
-    for name, default in core_defaults().items():
-        specs[name] = dict(default=default, description=core_desc.get(name, name),
-                           range=RANGES.get(name), read_only=True)
-    node_desc = _field_comments(NodeSettings)
-    for name, default in node_defaults().items():
-        key = name[len("node."):]
-        specs[name] = dict(default=default, description=node_desc.get(key, name), range=RANGES.get(name),
-                           read_only=key not in LIVE_NODE_KEYS)
+    for name, d in {**describe(Config()), **describe(NodeSettings())}.items():
+        rng = d["range"]
+        if rng is not None:
+            rng = (rng[0], rng[1], 0.0 if isinstance(d["default"], float) else 1)
+        doc = d["doc"] + (f" (one of: {', '.join(map(str, d['choices']))})" if d["choices"] else "")
+        live = name.startswith("node.") and name[len("node."):] in LIVE_NODE_KEYS
+        specs[name] = dict(default=d["default"], description=doc, range=rng, read_only=not live)
     return specs
 
 
