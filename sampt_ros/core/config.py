@@ -224,7 +224,8 @@ class SamplingConfig(Section):
                                    choices=_SAMPLING_METHODS)
     n_negative: int = setting(1, "negative query points sampled per object", range=(0, 256))
     max_pixels: int = setting(1500, "mask pixels subsampled for K-Medoids", range=(10, 20000))
-    seed: int = setting(0, "seed of the samplers (the same mask gives the same points)", range=(0, 2**31 - 1))
+    seed: int = setting(0, "seed of the samplers (the same mask gives the same points)",
+                        range=(-(2**31), 2**31 - 1))
 
 
 @dataclass
