@@ -38,6 +38,7 @@ def test_fields_and_types_match_the_contract():
         "action": "uint8",
         "points": "sequence<geometry_msgs/Point>",
         "labels": "sequence<int8>",
+        "mask": "sensor_msgs/Image",
     }
     assert TrackedObject.get_fields_and_field_types() == {
         "object_id": "uint16",

@@ -702,13 +702,6 @@ def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences
     # 1. sampt-eval davis, in-process, same config
     print(f"[1/2] sampt-eval davis, profile {config.profile}", file=stream)
     engine = factory.build_engine(config)
-    # OpenCV's GrabCut (the weight-free segmenter) draws from OpenCV's per-thread RNG, so a
-    # sequence's result depends on what ran before it in that thread. The launched node's worker
-    # thread starts from the default state (seed 0) and sees the sequences in this same order:
-    # start the in-process evaluation from the same state.
-    import cv2
-
-    cv2.setRNGSeed(0)
     eval_summary = sampt_eval.run_davis(config, root, names, out / "eval", progress=progress, engine=engine,
                                         stdout=stream)
 
