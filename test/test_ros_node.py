@@ -23,18 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 SEC = 1_000_000_000
 
 
-def _ros_missing():
-    try:
-        import rclpy  # noqa: F401
+from conftest import ROS_MISSING, needs_ros  # noqa: E402
 
-        from sampt_ros.msg import PointPrompt  # noqa: F401
-        from sampt_ros.srv import RemoveObject  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return f"needs rclpy and the generated sampt_ros messages (run scripts/build_msgs.sh): {exc}"
-    return None
-
-
-ROS_MISSING = _ros_missing()
 # a domain of its own per run of this module (other agents' tests may run at the same time)
 DOMAIN_ID = 10 + (os.getpid() * 7 + 3) % 80
 _stamps = itertools.count(1)

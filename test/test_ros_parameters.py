@@ -15,18 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = [str(REPO / "config" / "sampt.yaml"), str(REPO / "config" / "cpu.yaml")]
 
 
-def _ros_missing():
-    try:
-        import rclpy  # noqa: F401
+from conftest import ROS_MISSING, needs_ros  # noqa: E402
 
-        from sampt_ros.msg import PointPrompt  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return f"needs rclpy and the generated sampt_ros messages (run scripts/build_msgs.sh): {exc}"
-    return None
-
-
-ROS_MISSING = _ros_missing()
-needs_ros = pytest.mark.skipif(ROS_MISSING is not None, reason=ROS_MISSING or "")
 DOMAIN_ID = 10 + (os.getpid() * 11 + 5) % 80
 _ns = itertools.count()
 #: ``name -> (from, to, step)`` of every declared parameter with a range

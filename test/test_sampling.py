@@ -204,7 +204,7 @@ def test_kmedoids_validation():
         kmedoids(np.zeros((3, 2)), 4)
     with pytest.raises(ValueError, match="k must be"):
         kmedoids(np.zeros((3, 2)), 0)
-    with pytest.raises(ValueError, match="Mx2"):
+    with pytest.raises(ValueError, match="Nx2"):
         kmedoids(np.zeros((3, 3)), 1)
     with pytest.raises(ValueError, match="NaN"):
         kmedoids(np.array([[0.0, np.nan]]), 1)

@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 
 from .config import ClassicConfig
-from .types import as_labels, as_points
+from .types import as_labels, as_points, as_rgb_image
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -134,12 +134,8 @@ class ClassicSegmenter:
 
         Raises ``ValueError`` for a malformed image.
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+        image = as_rgb_image(image, min_side=8)
         h, w = image.shape[:2]
-        if h < 8 or w < 8:
-            raise ValueError(f"image is too small to segment: {w}x{h}")
         cfg = self.cfg
         scale = min(1.0, cfg.work_size / float(max(h, w)))
         size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))

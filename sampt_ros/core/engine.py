@@ -34,6 +34,7 @@ from .types import (
     TrackedPoints,
     as_labels,
     as_points,
+    as_rgb_image,
 )
 
 _log = logging.getLogger(__name__)
@@ -241,17 +242,13 @@ class SamPtEngine:
             raise ValueError(f"{what} is {shape[1]}x{shape[0]} but the frames are {self._shape[1]}x{self._shape[0]}")
 
     def _check_frame(self, frame: np.ndarray) -> np.ndarray:
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            desc = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got {desc}")
-        if frame.shape[0] < 8 or frame.shape[1] < 8:
-            raise ValueError(f"frame is too small: {frame.shape[1]}x{frame.shape[0]}")
+        frame = as_rgb_image(frame, "frame", min_side=8)
         if self._shape is not None and frame.shape[:2] != self._shape:
             raise ValueError(
                 f"frame size changed from {self._shape[1]}x{self._shape[0]} to "
                 f"{frame.shape[1]}x{frame.shape[0]}; reset the engine first"
             )
-        return np.ascontiguousarray(frame)
+        return frame
 
     def _image_of(self, index: int) -> np.ndarray:
         for i, img in self._frames:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from .config import LkConfig
-from .types import TrackedPoints, as_points
+from .types import TrackedPoints, as_points, as_rgb_image
 
 # Below this many visible points a similarity transform is not estimated (median shift instead).
 _MIN_POINTS_FOR_TRANSFORM = 3
@@ -106,11 +106,7 @@ class LucasKanadeTracker:
         Raises ``ValueError`` for a malformed image or one whose size differs from the
         previous frames (call :meth:`reset` when the camera changes).
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
-        if image.shape[0] < 8 or image.shape[1] < 8:
-            raise ValueError(f"image is too small to track in: {image.shape[:2]}")
+        image = as_rgb_image(image, min_side=8)
         if self._shape is not None and image.shape[:2] != self._shape:
             raise ValueError(
                 f"image size changed from {self._shape} to {image.shape[:2]}; reset() the tracker first"

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from sampt_ros.core.config import PipsConfig
 from sampt_ros.core.pips import PIPS_WINDOW, PipsNet
-from sampt_ros.core.types import TrackedPoints, as_points
+from .types import TrackedPoints, as_points, as_rgb_image
 
 __all__ = ["OnlinePipsTracker", "resolve_device"]
 
@@ -162,10 +162,7 @@ class OnlinePipsTracker:
         Raises ``ValueError`` for a malformed image or one whose size differs from the buffered
         frames (call :meth:`reset` when the camera resolution changes).
         """
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be a HxWx3 uint8 RGB array, got {getattr(image, 'shape', type(image))}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8, got {image.dtype}")
+        image = as_rgb_image(image)
         height, width = image.shape[:2]
         if height < 1 or width < 1:
             raise ValueError(f"image is empty: {image.shape}")

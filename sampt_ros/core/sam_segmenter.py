@@ -36,7 +36,7 @@ from segment_anything import SamPredictor, sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from .config import SamConfig
-from .types import POSITIVE, as_labels, as_points
+from .types import POSITIVE, as_labels, as_points, as_rgb_image
 
 __all__ = [
     "OFFICIAL_CHECKPOINTS",
@@ -311,11 +311,7 @@ class SamSegmenter:
 
     def set_image(self, image: np.ndarray) -> None:
         """Compute the embedding of an ``HxWx3 uint8`` RGB image (once per frame)."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"image is empty: shape {image.shape}")
+        image = as_rgb_image(image)
         # Forget the previous frame first: if encoding fails, segment() must not use a stale one.
         self._image_hw = None
         with torch.inference_mode():

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from .config import SamplingConfig
-from .types import NEGATIVE, POSITIVE
+from .types import NEGATIVE, POSITIVE, as_points
 
 METHODS = ("kmedoids", "shi_tomasi", "random", "mixed")
 
@@ -95,7 +95,7 @@ def kmedoids(points: np.ndarray, k: int, rng: RngLike = None, max_iter: int = 50
     Raises:
         ValueError: for malformed points, non-finite values, or ``k`` / ``max_iter`` out of range.
     """
-    pts = _as_xy(points, "points")
+    pts = as_points(points, "points")
     k = _as_count(k, "k")
     if not 1 <= k <= len(pts):
         raise ValueError(f"k must be in 1..{len(pts)} (the number of points), got {k}")
@@ -108,8 +108,8 @@ def kmedoids(points: np.ndarray, k: int, rng: RngLike = None, max_iter: int = 50
 def kmedoids_cost(points: np.ndarray, medoids: np.ndarray) -> float:
     """The K-Medoids objective: sum over ``points`` (``Mx2``) of the distance to the nearest of
     ``medoids`` (``kx2``)."""
-    pts = _as_xy(points, "points")
-    med = _as_xy(medoids, "medoids")
+    pts = as_points(points, "points")
+    med = as_points(medoids, "medoids")
     if len(pts) == 0:
         return 0.0
     if len(med) == 0:
@@ -705,17 +705,6 @@ def _as_grey(image, shape: Tuple[int, int]) -> Optional[np.ndarray]:
     if img.ndim == 3:
         return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
     return np.ascontiguousarray(img)
-
-
-def _as_xy(points, name: str) -> np.ndarray:
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 1 and arr.size == 0:
-        arr = arr.reshape(0, 2)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name} must have shape Mx2, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
 
 
 def _as_count(n, name: str) -> int:

@@ -168,6 +168,17 @@ class FrameResult:
         return out
 
 
+def as_rgb_image(image, name: str = "image", min_side: int = 1) -> np.ndarray:
+    """Validate an ``HxWx3 uint8`` RGB image (at least ``min_side`` pixels each way); returns it contiguous."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be an HxWx3 uint8 RGB array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{name} must be an HxWx3 uint8 RGB array, got {image.dtype} {image.shape}")
+    if image.shape[0] < min_side or image.shape[1] < min_side:
+        raise ValueError(f"{name} is too small: {image.shape[1]}x{image.shape[0]} (at least {min_side} px each way)")
+    return np.ascontiguousarray(image)
+
+
 def as_points(points, name: str = "points") -> np.ndarray:
     """Validate and convert to an ``Nx2 float64`` array of finite values."""
     arr = np.asarray(points, dtype=np.float64)
