@@ -130,6 +130,18 @@ def test_one_embedding_per_frame_with_many_objects_and_others_positives_as_negat
     assert res.label_image().max() == 2
 
 
+def test_no_embedding_while_there_is_no_object():
+    eng, tracker, seg, _ = make_engine()
+    for _ in range(3):
+        res = eng.step(frame())
+        assert res.objects == {}
+    assert seg.embeddings_computed == 0 and len(tracker.frames) == 3  # frames still buffered
+    eng.set_prompt(1, points=[[10, 10]], labels=[1], frame_index=1)  # a prompt on a buffered frame
+    res = eng.step(frame())
+    assert seg.embeddings_computed == 1 and res.objects[1].state == ObjectState.TRACKING
+    np.testing.assert_allclose(res.objects[1].points[0], [12, 10])
+
+
 def test_occluded_object_gets_empty_mask_without_calling_segmenter():
     eng, tracker, seg, _ = make_engine()
     eng.set_prompt(3, points=[[10, 10]], labels=[1])

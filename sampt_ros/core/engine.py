@@ -220,15 +220,21 @@ class SamPtEngine:
         self.last_frame_index = index
         warnings = self._apply_pending(index, timings)
 
+        result = FrameResult(frame_index=index, timings=timings, warnings=warnings)
+        if not self._objects:
+            # only the newest frame is ever segmented: no object, no embedding (a live camera
+            # before the first click costs the tracker's features alone)
+            timings["total"] = time.perf_counter() - t_start
+            return result
+
         t = time.perf_counter()
         self.segmenter.set_image(frame)
         timings["embedding"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        tracked = self.tracker.track() if self._objects else {}
+        tracked = self.tracker.track()
         timings["tracker"] += time.perf_counter() - t
 
-        result = FrameResult(frame_index=index, timings=timings, warnings=warnings)
         for oid in sorted(self._objects):
             result.objects[oid] = self._segment_object(self._objects[oid], tracked, index, timings)
         for oid in sorted(self._objects):
