@@ -37,6 +37,19 @@ ROS_MISSING = _ros_missing()
 needs_ros = pytest.mark.skipif(ROS_MISSING is not None, reason=ROS_MISSING or "")
 
 
+def ros_context(domain_id: int):
+    """An rclpy context on its own domain, localhost discovery only (a generator for module fixtures)."""
+    if ROS_MISSING:
+        pytest.skip(ROS_MISSING)
+    import rclpy
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    yield context
+    context.try_shutdown()
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     return shared_path()

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 SEC = 1_000_000_000
 
 
-from conftest import ROS_MISSING, needs_ros  # noqa: E402
+from conftest import ROS_MISSING, needs_ros, ros_context  # noqa: E402
 
 # a domain of its own per run of this module (other agents' tests may run at the same time)
 DOMAIN_ID = 10 + (os.getpid() * 7 + 3) % 80
@@ -243,17 +243,9 @@ def test_worker_survives_a_failing_frame():
 
 
 # ============================================================================ over DDS
-@pytest.fixture(scope="module")
-def ros_context():
-    if ROS_MISSING:
-        pytest.skip(ROS_MISSING)
-    import rclpy
-
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    ctx.try_shutdown()
+@pytest.fixture(scope="module", name="ros_context")
+def _ros_context():
+    yield from ros_context(DOMAIN_ID)
 
 
 _node_numbers = itertools.count()

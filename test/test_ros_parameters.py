@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = [str(REPO / "config" / "sampt.yaml"), str(REPO / "config" / "cpu.yaml")]
 
 
-from conftest import ROS_MISSING, needs_ros  # noqa: E402
+from conftest import ROS_MISSING, needs_ros, ros_context  # noqa: E402
 
 DOMAIN_ID = 10 + (os.getpid() * 11 + 5) % 80
 _ns = itertools.count()
@@ -98,15 +98,7 @@ def test_node_settings_validation():
 # ---------------------------------------------------------------------------- in a ROS context
 @pytest.fixture(scope="module")
 def ctx():
-    if ROS_MISSING:
-        pytest.skip(ROS_MISSING)
-    import rclpy
-
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID)
-    yield context
-    context.try_shutdown()
+    yield from ros_context(DOMAIN_ID)
 
 
 def make_node(ctx, overrides=None, cli_args=None):
