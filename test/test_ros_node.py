@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 SEC = 1_000_000_000
 
 
-from conftest import needs_ros, ros_context  # noqa: E402
+from conftest import ros_context  # noqa: E402
 
 # a domain of its own per run of this module (other agents' tests may run at the same time)
 DOMAIN_ID = 10 + (os.getpid() * 7 + 3) % 80

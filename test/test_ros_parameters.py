@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = [str(REPO / "config" / "sampt.yaml"), str(REPO / "config" / "cpu.yaml")]
 
 
-from conftest import needs_ros, ros_context  # noqa: E402
+from conftest import ros_context  # noqa: E402
 
 DOMAIN_ID = 10 + (os.getpid() * 11 + 5) % 80
 _ns = itertools.count()
