@@ -153,8 +153,11 @@ def test_compressed_images():
         conv.compressed_to_rgb(CompressedImage(format="16UC1; compressedDepth png", data=b"123"))
     with pytest.raises(conv.ImageError, match="no data"):
         conv.compressed_to_rgb(CompressedImage(format="jpeg", data=b""))
-    with pytest.raises(conv.ImageError, match="cannot decode"):
+    with pytest.raises(conv.ImageError, match="neither PNG nor JPEG"):
         conv.compressed_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg at all"))
+    ok, buf = cv2.imencode(".jpg", rgb)
+    with pytest.raises(conv.ImageError, match="cannot decode"):  # a JPEG header, then garbage
+        conv.compressed_to_rgb(CompressedImage(format="jpeg", data=buf.tobytes()[:200] + b"\x00" * 50))
 
 
 # ---------------------------------------------------------------------------- depth, camera
@@ -318,6 +321,18 @@ def test_output_images_round_trip_and_use_bytes():
         conv.label_image_to_msg(labels + 300, header)
 
 
+def object_result(cls, oid, mask, points, labels, visible, score, state, visibility=None):
+    """An ObjectResult with or without the ``visibility`` field (it carries the tracker's score)."""
+    import dataclasses
+
+    kwargs = dict(object_id=oid, mask=mask, points=np.array(points, float), labels=np.array(labels),
+                  visible=np.array(visible, bool), score=score, state=state)
+    if "visibility" in {f.name for f in dataclasses.fields(cls)}:
+        kwargs["visibility"] = (np.asarray(visible, np.float32) if visibility is None
+                                else np.asarray(visibility, np.float32))
+    return cls(**kwargs)
+
+
 @needs_ros
 @pytest.mark.ros
 def test_tracked_objects_and_markers_from_a_frame_result():
@@ -326,10 +341,10 @@ def test_tracked_objects_and_markers_from_a_frame_result():
 
     mask1 = np.zeros((240, 320), bool)
     mask1[100:120, 40:80] = True
-    obj1 = ObjectResult(1, mask1, np.array([[50.0, 110.0], [70.0, 105.0], [5.0, 5.0]]), np.array([1, 1, 0]),
-                        np.array([True, False, True]), 0.9, ObjectState.TRACKING)
-    obj3 = ObjectResult(3, np.zeros((240, 320), bool), np.array([[200.0, 100.0]]), np.array([1]),
-                        np.array([False]), 0.0, ObjectState.OCCLUDED)
+    obj1 = object_result(ObjectResult, 1, mask1, [[50.0, 110.0], [70.0, 105.0], [5.0, 5.0]], [1, 1, 0],
+                         [True, False, True], 0.9, ObjectState.TRACKING)
+    obj3 = object_result(ObjectResult, 3, np.zeros((240, 320), bool), [[200.0, 100.0]], [1], [False], 0.0,
+                         ObjectState.OCCLUDED)
     result = FrameResult(frame_index=12, objects={1: obj1, 3: obj3})
     header = make_header(2_000_000_000, "cam")
     lab = conv.label_image(result, (240, 320))

@@ -448,8 +448,8 @@ def test_malformed_images_and_prompts_change_nothing(lockstep_node):
     n_prm = node.diag("rejected_prompts", at_least=rejected_prompts0 + 9) - rejected_prompts0
     print(f"rejected {n_img} images and {n_prm} prompts; the node is still running")
     assert (n_img, n_prm) == (4, 9)
-    assert "prompt rejected: object 1: points contain NaN" in node.log_text()
-    assert "image rejected: unsupported image encoding 'foo8'" in node.log_text()
+    assert "prompt rejected (nonfinite): object 1: points contain NaN" in node.log_text()
+    assert "image rejected (encoding): unsupported image encoding 'foo8'" in node.log_text()
 
 
 @pytest.mark.ros

@@ -22,21 +22,36 @@ and leaves the node running, unconfigured (no crash loop); fix it and trigger co
 Threading: callbacks only convert messages and queue them; the worker thread
 (:mod:`sampt_ros.ros.worker`) owns the engine and publishes. ``node.mode`` picks live
 (newest frame wins) or lockstep (every frame, in order).
+
+The message boundary (:mod:`sampt_ros.ros.codec`): every input is checked against the size
+policy (``node.max_image_pixels``, ``node.max_image_bytes``, ``node.max_points_per_prompt``;
+a compressed image's size is read from its header) before it is decoded; a rejected message is
+counted per reason in the diagnostics and logged as one bounded line. No exception raised by a
+message leaves a callback.
+
+QoS: in lockstep the image inputs are reliable and keep-all (a reliable publisher is throttled
+by DDS instead of losing frames); in live mode they follow ``node.image_qos``. Every
+subscription and publisher takes the ROS 2 ``qos_overrides.<topic>.<subscription|publisher>.*``
+parameters (``QoSOverridingOptions``), and a publisher whose QoS cannot match a subscription
+(best effort into a reliable lockstep node) is reported by the incompatible-QoS event.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import sys
+import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from sampt_ros.ros import conversions as conv
+from sampt_ros.ros.codec import CodecError, Limits, RejectionLog, bounded
 from sampt_ros.ros.parameters import LIVE_NODE_KEYS, NodeParameters, NodeSettings
 from sampt_ros.ros.sync import ApproxTimeMatcher
 from sampt_ros.ros.worker import Click, EngineWorker, Frame
@@ -50,6 +65,41 @@ def make_qos(kind: str, depth: int, keep_all: bool = False) -> QoSProfile:
     reliability = ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE
     history = HistoryPolicy.KEEP_ALL if keep_all else HistoryPolicy.KEEP_LAST
     return QoSProfile(history=history, depth=depth, reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+
+
+def image_qos(settings: NodeSettings) -> QoSProfile:
+    """The image inputs' QoS: lockstep reliable + keep-all (no frame lost), live ``node.image_qos``."""
+    if settings.mode == "lockstep":
+        return make_qos("reliable", settings.qos_depth, keep_all=True)
+    return make_qos(settings.image_qos, settings.qos_depth)
+
+
+def qos_text(qos: QoSProfile) -> str:
+    """``reliable/keep_all`` style summary of a profile (diagnostics, logs)."""
+    hist = "keep_all" if qos.history == HistoryPolicy.KEEP_ALL else f"keep_last({qos.depth})"
+    return f"{qos.reliability.name.lower()}/{hist}"
+
+
+def _overridable():
+    """``QoSOverridingOptions`` with the default policies (history, depth, reliability)."""
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+
+    return QoSOverridingOptions.with_default_policies()
+
+
+def guarded(method):
+    """A callback that no exception leaves: it is counted, logged as one bounded line, and the
+    callback returns None (a message must never take the node down through ``rclpy.spin``)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - that is the point
+            self._note_callback_error(method.__name__, exc)
+            return None
+
+    return wrapper
 
 
 class SamptNode(LifecycleNode):
@@ -77,7 +127,13 @@ class SamptNode(LifecycleNode):
         self._srvs: List[object] = []
         self._timer = None
         self._sync = None
-        self._rejected_images = 0
+        self._limits = Limits()
+        self._rejections = RejectionLog()
+        self._reject_lock = threading.Lock()
+        self._callback_errors = 0
+        self._incompatible_qos: Dict[str, int] = {}
+        self._messages_lost = 0
+        self._image_qos_text = ""
         self._prompts_received = 0
         self._clicks_received = 0
         self._last_image_time = 0.0
@@ -113,6 +169,8 @@ class SamptNode(LifecycleNode):
         self.config, self.settings, self.engine = config, settings, engine
         self._describe = describe(config)
         self._device = _device_of(engine, config)
+        self._limits = Limits(max_image_pixels=settings.max_image_pixels, max_image_bytes=settings.max_image_bytes,
+                              max_points_per_prompt=settings.max_points_per_prompt)
         out_qos = make_qos(settings.output_qos, settings.qos_depth)
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
@@ -120,14 +178,22 @@ class SamptNode(LifecycleNode):
 
         from sampt_ros.msg import TrackedObjects
 
-        self._pubs = {
-            "mask": self.create_lifecycle_publisher(Image, "mask", out_qos),
-            "tracked_objects": self.create_lifecycle_publisher(TrackedObjects, "tracked_objects", out_qos),
-            "overlay": self.create_lifecycle_publisher(Image, "overlay", out_qos),
-            "diagnostics": self.create_lifecycle_publisher(DiagnosticArray, "diagnostics", make_qos("reliable", 10)),
-        }
-        if settings.use_depth:
-            self._pubs["markers"] = self.create_lifecycle_publisher(MarkerArray, "markers", out_qos)
+        try:
+            self._pubs = {
+                "mask": self._publisher(Image, "mask", out_qos),
+                "tracked_objects": self._publisher(TrackedObjects, "tracked_objects", out_qos),
+                "overlay": self._publisher(Image, "overlay", out_qos),
+                "diagnostics": self._publisher(DiagnosticArray, "diagnostics", make_qos("reliable", 10)),
+            }
+            if settings.use_depth:
+                self._pubs["markers"] = self._publisher(MarkerArray, "markers", out_qos)
+        except Exception as exc:  # noqa: BLE001 - e.g. an invalid qos_overrides.* value
+            self.get_logger().error(f"cannot create the publishers, not configuring: {bounded(str(exc), 400)}")
+            for pub in self._pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+            self._pubs = {}
+            self.config = self.settings = self.engine = None
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"configured in {time.monotonic() - t0:.1f} s: {self._describe} on {self._device}; mode {settings.mode}")
         self.state_label = "inactive"
@@ -137,9 +203,15 @@ class SamptNode(LifecycleNode):
         s = self.settings
         self.worker = EngineWorker(
             self.engine, self._publish_result, mode=s.mode, queue_size=s.queue_size,
-            max_objects=self.config.engine.max_objects, on_warning=self._worker_warning)
+            max_objects=self.config.engine.max_objects, on_warning=self._worker_warning,
+            max_points=s.max_points_per_prompt)
         self.worker.start()
-        self._create_inputs(s)
+        try:
+            self._create_inputs(s)
+        except Exception as exc:  # noqa: BLE001 - e.g. an invalid qos_overrides.* value
+            self.get_logger().error(f"cannot create the subscriptions, not activating: {bounded(str(exc), 400)}")
+            self._stop_inputs()
+            return TransitionCallbackReturn.FAILURE
         from sampt_ros.srv import RemoveObject
         from std_srvs.srv import Trigger
 
@@ -152,7 +224,7 @@ class SamptNode(LifecycleNode):
         self.state_label = "active"
         self.get_logger().info(
             f"active: listening on {self.resolve_topic_name('image/compressed' if s.compressed else 'image')}"
-            + (" + depth + camera_info" if s.use_depth else ""))
+            + (" + depth + camera_info" if s.use_depth else "") + f" ({self._image_qos_text})")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -203,6 +275,45 @@ class SamptNode(LifecycleNode):
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()  # give the models' memory back, not just to torch's cache
 
+    # ------------------------------------------------------------------ QoS
+    def _publisher(self, msg_type, topic: str, qos: QoSProfile):
+        from rclpy.event_handler import PublisherEventCallbacks
+
+        events = PublisherEventCallbacks(incompatible_qos=lambda info, t=topic: self._on_incompatible_qos(t, info))
+        return self.create_lifecycle_publisher(msg_type, topic, qos, event_callbacks=events,
+                                               qos_overriding_options=_overridable())
+
+    def _subscription_kwargs(self, topic: str, qos: QoSProfile, image: bool = False) -> dict:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda info, t=topic: self._on_incompatible_qos(t, info),
+            message_lost=(lambda info: self._on_message_lost(info)) if image else None)
+        return dict(qos_profile=qos, event_callbacks=events, qos_overriding_options=_overridable())
+
+    def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile, image: bool = False):
+        sub = self.create_subscription(msg_type, topic, callback, **self._subscription_kwargs(topic, qos, image))
+        self._subs.append(sub)
+        return sub
+
+    @guarded
+    def _on_incompatible_qos(self, topic: str, info) -> None:
+        policy = getattr(getattr(info, "last_policy_kind", None), "name", str(getattr(info, "last_policy_kind", "?")))
+        with self._reject_lock:
+            self._incompatible_qos[topic] = int(getattr(info, "total_count", 0) or 0)
+        hint = ""
+        if "RELIABILITY" in str(policy).upper():
+            hint = (" - a best-effort publisher cannot feed a reliable subscription (lockstep is reliable): "
+                    "publish reliably, use node.mode live, or set qos_overrides.<topic>.subscription.reliability")
+        self.get_logger().warning(bounded(
+            f"incompatible QoS on {self.resolve_topic_name(topic)}: policy {policy} "
+            f"({getattr(info, 'total_count', '?')} endpoints so far){hint}", 400))
+
+    @guarded
+    def _on_message_lost(self, info) -> None:
+        with self._reject_lock:
+            self._messages_lost = int(getattr(info, "total_count", self._messages_lost + 1))
+
     # ------------------------------------------------------------------ inputs
     def _create_inputs(self, s: NodeSettings) -> None:
         from geometry_msgs.msg import PointStamped
@@ -212,21 +323,22 @@ class SamptNode(LifecycleNode):
 
         # prompts and clicks first: when a prompt and its frame are ready in the same executor
         # cycle, rclpy runs subscriptions in creation order, so the prompt reaches the worker first
-        self._subs.append(self.create_subscription(PointPrompt, "prompt", self._on_prompt, make_qos("reliable", 100)))
-        self._subs.append(self.create_subscription(PointStamped, "clicked_point", self._on_click, make_qos("reliable", 10)))
-        # lockstep keeps every sample a reliable publisher sends (DDS flow control instead of loss)
-        img_qos = make_qos(s.image_qos, s.qos_depth, keep_all=s.mode == "lockstep")
+        self._subscribe(PointPrompt, "prompt", self._on_prompt, make_qos("reliable", 100))
+        self._subscribe(PointStamped, "clicked_point", self._on_click, make_qos("reliable", 10))
+        img_qos = image_qos(s)
+        self._image_qos_text = qos_text(img_qos)
         img_type, img_topic = (CompressedImage, "image/compressed") if s.compressed else (Image, "image")
         if not s.use_depth:
-            self._subs.append(self.create_subscription(img_type, img_topic, self._on_image, img_qos))
+            self._subscribe(img_type, img_topic, self._on_image, img_qos, image=True)
         else:
             try:
                 import message_filters  # type: ignore
 
                 filters = [
-                    message_filters.Subscriber(self, img_type, img_topic, qos_profile=img_qos),
-                    message_filters.Subscriber(self, Image, "depth", qos_profile=img_qos),
-                    message_filters.Subscriber(self, CameraInfo, "camera_info", qos_profile=img_qos),
+                    message_filters.Subscriber(self, img_type, img_topic, **self._subscription_kwargs(img_topic, img_qos, True)),
+                    message_filters.Subscriber(self, Image, "depth", **self._subscription_kwargs("depth", img_qos)),
+                    message_filters.Subscriber(self, CameraInfo, "camera_info",
+                                               **self._subscription_kwargs("camera_info", img_qos)),
                 ]
                 self._sync = message_filters.ApproximateTimeSynchronizer(filters, s.sync_queue_size, s.sync_slop)
                 self._sync.registerCallback(self._on_synced)
@@ -236,19 +348,36 @@ class SamptNode(LifecycleNode):
                                             lambda m: conv.stamp_to_ns(m.header), self._on_synced)
                 self._sync = matcher
                 for i, (mtype, topic) in enumerate(((img_type, img_topic), (Image, "depth"), (CameraInfo, "camera_info"))):
-                    self._subs.append(self.create_subscription(
-                        mtype, topic, (lambda m, i=i: matcher.add(i, m)), img_qos))
+                    self._subscribe(mtype, topic, functools.partial(self._on_sync_input, matcher, i), img_qos,
+                                    image=i == 0)
+
+    @guarded
+    def _on_sync_input(self, matcher: ApproxTimeMatcher, index: int, msg) -> None:
+        matcher.add(index, msg)
+
+    # ------------------------------------------------------------------ rejections
+    def _reject(self, kind: str, reason: str, text: str) -> None:
+        """Count a rejected message (per kind and reason) and log it as one bounded line."""
+        with self._reject_lock:
+            line = self._rejections.add(kind, reason, text, time.monotonic())
+        if line is not None:
+            self.get_logger().warning(line)
+
+    def _note_callback_error(self, where: str, exc: BaseException) -> None:
+        with self._reject_lock:
+            self._callback_errors += 1
+        self.get_logger().error(bounded(f"{where} failed, message dropped: {type(exc).__name__}: {exc}", 300))
 
     def _convert_image(self, msg) -> Optional[object]:
         try:
-            if hasattr(msg, "format"):
-                return conv.compressed_to_rgb(msg)
-            return conv.image_to_rgb(msg)
-        except ValueError as exc:
-            self._rejected_images += 1
-            self.get_logger().warning(f"image rejected: {exc}", throttle_duration_sec=2.0)
-            return None
+            return conv.message_to_rgb(msg, self._limits)
+        except CodecError as exc:
+            self._reject("image", exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 - no exception type from a message may leave the callback
+            self._reject("image", "internal", f"{type(exc).__name__}: {exc}")
+        return None
 
+    @guarded
     def _on_image(self, msg) -> None:
         received = time.monotonic()
         self._last_image_time = received
@@ -259,6 +388,7 @@ class SamptNode(LifecycleNode):
                       convert_s=time.monotonic() - received)
         self._submit(frame)
 
+    @guarded
     def _on_synced(self, image_msg, depth_msg, info_msg) -> None:
         received = time.monotonic()
         self._last_image_time = received
@@ -267,12 +397,14 @@ class SamptNode(LifecycleNode):
             return
         depth = intrinsics = None
         try:
-            depth = conv.depth_to_metres(depth_msg)
+            depth = conv.depth_to_metres(depth_msg, self._limits)
             intrinsics = conv.intrinsics_from_camera_info(info_msg)
-        except ValueError as exc:
-            depth = intrinsics = None  # the frame is still tracked, without 3-D
-            self.get_logger().warning(f"depth/camera_info unusable, no 3-D for this frame: {exc}",
-                                      throttle_duration_sec=2.0)
+            if depth.shape != rgb.shape[:2]:
+                raise conv.ImageError(f"depth is {depth.shape[1]}x{depth.shape[0]}, the image "
+                                      f"{rgb.shape[1]}x{rgb.shape[0]}", "depth_size")
+        except Exception as exc:  # noqa: BLE001 - the frame is still tracked, without 3-D
+            depth = intrinsics = None
+            self._reject("depth", getattr(exc, "reason", "internal"), f"no 3-D for this frame: {exc}")
         frame = Frame(rgb=rgb, stamp_ns=conv.stamp_to_ns(image_msg.header), header=image_msg.header,
                       received=received, convert_s=time.monotonic() - received, depth=depth, intrinsics=intrinsics)
         self._submit(frame)
@@ -283,25 +415,31 @@ class SamptNode(LifecycleNode):
                 f"lockstep queue full ({self.worker.queue_size} frames): frame refused; the input outruns the "
                 "model - pace the replay on the outputs or use node.mode live", throttle_duration_sec=2.0)
 
+    @guarded
     def _on_prompt(self, msg) -> None:
         if self.worker is None:
             return
         try:
-            prompt = conv.prompt_from_msg(msg)
-        except ValueError as exc:
-            self.worker.note_rejected_prompt()
-            self.get_logger().warning(f"prompt rejected: {exc}")
+            prompt = conv.prompt_from_msg(msg, self._limits)
+        except CodecError as exc:
+            self.worker.note_rejected_prompt(exc.reason)
+            self._reject("prompt", exc.reason, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - no exception type from a message may leave the callback
+            self.worker.note_rejected_prompt("internal")
+            self._reject("prompt", "internal", f"{type(exc).__name__}: {exc}")
             return
         self._prompts_received += 1
         self.worker.submit_prompt(prompt)
 
+    @guarded
     def _on_click(self, msg) -> None:
         if self.worker is None:
             return
         x, y = float(msg.point.x), float(msg.point.y)
         if not (math.isfinite(x) and math.isfinite(y)):
-            self.worker.note_rejected_prompt()
-            self.get_logger().warning(f"click rejected: non-finite coordinates ({x}, {y})")
+            self.worker.note_rejected_prompt("nonfinite")
+            self._reject("click", "nonfinite", f"non-finite coordinates ({x}, {y})")
             return
         oid = int(self.get_parameter("node.click_object_id").value)
         label = int(self.get_parameter("node.click_label").value)
@@ -309,9 +447,10 @@ class SamptNode(LifecycleNode):
         self.worker.submit_click(Click(oid, label, x, y))
 
     def _worker_warning(self, msg: str) -> None:
-        self.get_logger().warning(msg)
+        self.get_logger().warning(bounded(msg))
 
     # ------------------------------------------------------------------ services
+    @guarded
     def _on_reset(self, request, response):
         if self.worker is None:
             response.success, response.message = False, "the node is not active"
@@ -321,6 +460,7 @@ class SamptNode(LifecycleNode):
         response.message = "all objects, prompts and buffered frames are forgotten before the next frame"
         return response
 
+    @guarded
     def _on_remove_object(self, request, response):
         oid = int(request.object_id)
         if self.worker is None:
@@ -347,6 +487,7 @@ class SamptNode(LifecycleNode):
         if "markers" in pubs and frame.depth is not None and frame.intrinsics is not None:
             pubs["markers"].publish(conv.markers_msg(objects, header, self.settings.marker_scale))
 
+    @guarded
     def _publish_diagnostics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -362,6 +503,9 @@ class SamptNode(LifecycleNode):
         if st.overflows or st.failed:
             status.level = DiagnosticStatus.WARN
             status.message = f"{st.overflows} frames refused (lockstep queue full), {st.failed} failed"
+        elif self._incompatible_qos:
+            status.level = DiagnosticStatus.WARN
+            status.message = "a publisher with incompatible QoS: " + ", ".join(sorted(self._incompatible_qos))
         elif idle > 5.0:
             status.level = DiagnosticStatus.WARN
             status.message = f"no image for {idle:.0f} s"
@@ -379,8 +523,14 @@ class SamptNode(LifecycleNode):
             "dropped_frames": str(st.dropped),
             "lockstep_overflows": str(st.overflows),
             "failed_frames": str(st.failed),
-            "rejected_images": str(self._rejected_images),
+            "rejected_images": str(self._rejections.total("image")),
             "rejected_prompts": str(st.rejected_prompts),
+            "rejected_depth": str(self._rejections.total("depth")),
+            "callback_errors": str(self._callback_errors),
+            "incompatible_qos": str(sum(self._incompatible_qos.values())),
+            "messages_lost": str(self._messages_lost),
+            "resized_frames": str(st.resizes),
+            "image_qos": self._image_qos_text,
             "prompts_received": str(self._prompts_received),
             "clicks_received": str(self._clicks_received),
             "queued_frames": str(st.queued_frames),
@@ -391,6 +541,12 @@ class SamptNode(LifecycleNode):
             "model": self._describe,
             "profile": str(self.config.profile),
         }
+        with self._reject_lock:
+            counts = {kind: dict(per) for kind, per in self._rejections.counts.items()}
+        for reason, n in sorted(counts.get("image", {}).items()):
+            values[f"rejected_images.{reason}"] = str(n)
+        for reason, n in sorted(st.rejected_reasons.items()):
+            values[f"rejected_prompts.{reason}"] = str(n)
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -417,7 +573,11 @@ class SamptNode(LifecycleNode):
 
 
 def _device_of(engine, config) -> str:
-    """Where the models run, for diagnostics: the components' own ``device`` where they have one."""
+    """Where the models run, for diagnostics: the engine's ``device`` (e.g. ``cuda:0+cpu``) where
+    it has one, otherwise the components' own ``device``."""
+    device = getattr(engine, "device", None)
+    if isinstance(device, str) and device:
+        return device
     devices = []
     for part in (getattr(engine, "tracker", None), getattr(engine, "segmenter", None)):
         dev = getattr(part, "device", None)

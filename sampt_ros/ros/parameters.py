@@ -51,8 +51,9 @@ class NodeSettings(Section):
                         choices=("live", "lockstep"))
     queue_size: int = setting(1000, "lockstep: frames that may wait for the model (~0.9 MB each at 640x480)",
                               range=(1, 100000))
-    image_qos: str = setting("sensor_data", "QoS of image/depth/camera_info: sensor_data (best effort) | reliable",
-                             choices=_QOS)
+    image_qos: str = setting("sensor_data", "live mode's QoS of image/depth/camera_info: sensor_data (best effort) "
+                                            "| reliable; lockstep always subscribes reliable, keep-all (override "
+                                            "either with qos_overrides.<topic>.subscription.*)", choices=_QOS)
     output_qos: str = setting("reliable", "QoS of mask/tracked_objects/overlay/markers: reliable | sensor_data",
                               choices=_QOS)
     qos_depth: int = setting(10, "history depth of the subscriptions and publishers", range=(1, 1000))
@@ -69,6 +70,13 @@ class NodeSettings(Section):
     click_label: int = setting(1, "label of the next clicks: 1 positive, 0 negative", range=(0, 1))
     diagnostics_period: float = setting(1.0, "seconds between diagnostics messages", range=(0.05, 3600.0))
     marker_scale: float = setting(0.02, "metres: size of the 3-D point markers", range=(0.0, 10.0))
+    max_image_pixels: int = setting(4096 * 4096, "largest width x height of an input image (raw, compressed: read "
+                                                 "from its header before decoding) or prompt mask; larger ones are "
+                                                 "rejected", range=(64, 1 << 31))
+    max_image_bytes: int = setting(128 * 1024 * 1024, "largest payload in bytes of an input image, compressed "
+                                                      "image or prompt mask", range=(64, 1 << 32))
+    max_points_per_prompt: int = setting(256, "most points in one prompt (and clicked points per object); "
+                                              "more are rejected", range=(1, 100000))
 
     def validate(self) -> None:
         if self.marker_scale <= 0.0:

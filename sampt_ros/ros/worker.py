@@ -26,6 +26,12 @@ Prompt timing: a prompt carries the stamp of the frame its points were placed on
   (stamps map to engine frame indices for the recent frames); otherwise it is rejected.
 
 A rejected prompt is reported through ``on_warning`` with the reason and changes nothing.
+
+Frame sizes: a frame the engine refuses (not ``HxWx3 uint8``, a side under 8 px) changes
+nothing: it is counted as failed and every object stays. A valid frame of another size (a
+camera reconfigured) goes to the engine, which keeps the objects and rescales them (it reports
+that in ``FrameResult.warnings``); only an engine that cannot (it raises ``ValueError`` for the
+new size) is reset, with a warning.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+
+#: the engine's smallest frame side (``SamPtEngine`` refuses smaller frames)
+MIN_FRAME_SIDE = 8
 
 ACTION_SET = 0  #: PointPrompt.ACTION_SET
 ACTION_REMOVE = 1  #: PointPrompt.ACTION_REMOVE
@@ -120,6 +129,8 @@ class WorkerStats:
     overflows: int = 0
     failed: int = 0
     rejected_prompts: int = 0
+    rejected_reasons: Dict[str, int] = field(default_factory=dict)
+    resizes: int = 0
     queued_frames: int = 0
     objects: Tuple[int, ...] = ()
     fps: float = 0.0
@@ -147,11 +158,12 @@ class EngineWorker:
         max_objects: refuse prompts that would create more objects than this.
         on_warning: ``str -> None`` for rejected prompts and failed frames (the node logs).
         history: how many processed frames' stamps are remembered for stamp -> index lookup.
+        max_points: the most points one object's prompt (or its accumulated clicks) may have.
     """
 
     def __init__(self, engine, on_result: ResultCallback, mode: str = "live", queue_size: int = 1000,
                  max_objects: int = 32, on_warning: Optional[Callable[[str], None]] = None,
-                 history: int = 256, max_pending: int = 256) -> None:
+                 history: int = 256, max_pending: int = 256, max_points: int = 256) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if queue_size < 1:
@@ -160,6 +172,7 @@ class EngineWorker:
         self.mode = mode
         self.queue_size = int(queue_size)
         self.max_objects = int(max_objects)
+        self.max_points = int(max_points)
         self._on_result = on_result
         self._on_warning = on_warning or (lambda msg: None)
         self._cond = threading.Condition()
@@ -176,7 +189,8 @@ class EngineWorker:
         self._clicks: Dict[int, List[Tuple[float, float, int]]] = {}
         # counters (written by both threads under the lock)
         self._received = self._processed = self._dropped = self._overflows = 0
-        self._failed = self._rejected = 0
+        self._failed = self._rejected = self._resizes = 0
+        self._reasons: Dict[str, int] = {}
         self._known_ids: Tuple[int, ...] = ()
         self._done_times: Deque[float] = collections.deque(maxlen=600)
         self._latency: Deque[float] = collections.deque(maxlen=600)
@@ -283,14 +297,16 @@ class EngineWorker:
             return WorkerStats(
                 received=self._received, processed=self._processed, dropped=self._dropped,
                 overflows=self._overflows, failed=self._failed, rejected_prompts=self._rejected,
+                rejected_reasons=dict(self._reasons), resizes=self._resizes,
                 queued_frames=self._queued_frames, objects=self._known_ids, fps=fps,
                 latency=list(self._latency), step=list(self._step), overhead=list(self._overhead),
             )
 
-    def note_rejected_prompt(self) -> None:
-        """Count a prompt the node rejected before it reached the worker."""
+    def note_rejected_prompt(self, reason: str = "malformed") -> None:
+        """Count a prompt the node rejected before it reached the worker (``reason``: a short key)."""
         with self._cond:
             self._rejected += 1
+            self._reasons[reason] = self._reasons.get(reason, 0) + 1
 
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
@@ -325,33 +341,64 @@ class EngineWorker:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _warn(self, msg: str, reject: bool = True) -> None:
+    def _warn(self, msg: str, reject: bool = True, reason: str = "engine") -> None:
         if reject:
             with self._cond:
                 self._rejected += 1
+                self._reasons[reason] = self._reasons.get(reason, 0) + 1
         self._on_warning(msg)
 
     # -- frames
+    def _fail(self, frame: Frame, why: str) -> None:
+        with self._cond:
+            self._failed += 1
+        self._on_warning(f"frame stamped {frame.stamp_ns} not processed: {why}")
+
     def _process_frame(self, frame: Frame) -> None:
         t0 = time.perf_counter()
-        h, w = frame.rgb.shape[:2]
-        if self._history and self._history[-1][2] != (h, w):
-            # the engine refuses a new size without a reset: a camera switched resolution
-            self._on_warning(f"frame size changed to {w}x{h}: resetting the tracker (objects are forgotten)")
-            self._reset_all()
+        rgb = frame.rgb
+        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
+                and min(rgb.shape[:2]) >= MIN_FRAME_SIDE):
+            # refused before anything changes: no prompt applied, no reset, objects kept
+            shape = getattr(rgb, "shape", None)
+            self._fail(frame, f"not an HxWx3 uint8 frame of at least {MIN_FRAME_SIDE} px each way "
+                              f"({getattr(rgb, 'dtype', type(rgb).__name__)} {shape})")
+            return
+        h, w = rgb.shape[:2]
+        resized = bool(self._history) and self._history[-1][2] != (h, w)
         self._apply_pending(frame)
         t1 = time.perf_counter()
         try:
-            result = self.engine.step(frame.rgb)
+            result = self.engine.step(rgb)
+        except ValueError as exc:
+            if not resized:
+                self._fail(frame, f"the engine refused it: {exc}")
+                return
+            # an engine that cannot rescale its objects: start over at the new size
+            old = self._history[-1][2]
+            self._on_warning(f"frame size changed from {old[1]}x{old[0]} to {w}x{h} and the engine cannot "
+                             f"rescale ({exc}): resetting the tracker (objects are forgotten)")
+            self._reset_all()
+            self._apply_pending(frame)
+            try:
+                result = self.engine.step(rgb)
+            except Exception as exc2:  # noqa: BLE001
+                self._fail(frame, f"engine step failed: {exc2!r}")
+                return
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
-            with self._cond:
-                self._failed += 1
-            self._on_warning(f"engine step failed on frame stamped {frame.stamp_ns}: {exc!r}")
+            self._fail(frame, f"engine step failed: {exc!r}")
             return
         t2 = time.perf_counter()
+        if resized:
+            with self._cond:
+                self._resizes += 1
         self._history.append((frame.stamp_ns, int(result.frame_index), (h, w)))
         for warning in getattr(result, "warnings", ()) or ():
-            self._warn(f"prompt dropped: {warning}")
+            text = str(warning)
+            if resized and any(k in text for k in ("size", "resolution", "rescal")):
+                self._on_warning(text)  # the engine's note on the new size
+            else:
+                self._warn(f"prompt dropped: {warning}", reason="dropped_by_engine")
         try:
             self._on_result(frame, result)
         except Exception as exc:  # noqa: BLE001
@@ -383,7 +430,7 @@ class EngineWorker:
             if len(self._pending) >= self._max_pending:
                 old = self._pending.pop(0)
                 self._warn(f"object {old.object_id}: prompt for stamp {old.stamp_ns} discarded: "
-                           f"more than {self._max_pending} prompts wait for frames")
+                           f"more than {self._max_pending} prompts wait for frames", reason="pending_overflow")
             self._pending.append(p)  # waits for its frame
             return
         if p.action == ACTION_REMOVE:
@@ -391,7 +438,7 @@ class EngineWorker:
             return
         if p.stamp_ns < self._history[0][0]:
             self._warn(f"object {p.object_id}: prompt stamped {p.stamp_ns * 1e-9:.3f} s is older than every "
-                       f"frame still known (the oldest is {self._history[0][0] * 1e-9:.3f} s)")
+                       f"frame still known (the oldest is {self._history[0][0] * 1e-9:.3f} s)", reason="stale")
             return
         # an already processed frame: the first one stamped at or after the prompt
         for stamp, index, shape in self._history:
@@ -402,7 +449,7 @@ class EngineWorker:
                 return
         self._warn(f"object {p.object_id}: prompt stamped {p.stamp_ns * 1e-9:.3f} s refers to a frame "
                    f"that is no longer buffered (the engine keeps the last "
-                   f"{getattr(getattr(self.engine, 'tracker', None), 'buffer_size', '?')} frames)")
+                   f"{getattr(getattr(self.engine, 'tracker', None), 'buffer_size', '?')} frames)", reason="stale")
 
     def _apply_prompt(self, p: Prompt, frame_index: Optional[int], shape: Tuple[int, int]) -> bool:
         if p.action == ACTION_REMOVE:
@@ -411,15 +458,23 @@ class EngineWorker:
         h, w = shape
         pts = p.points
         if p.mask is not None and p.mask.shape != (h, w):
-            self._warn(f"object {p.object_id}: the mask is {p.mask.shape[1]}x{p.mask.shape[0]}, the frame {w}x{h}")
+            self._warn(f"object {p.object_id}: the mask is {p.mask.shape[1]}x{p.mask.shape[0]}, the frame {w}x{h}",
+                       reason="mask_size")
+            return False
+        if len(pts) > self.max_points:
+            self._warn(f"object {p.object_id}: {len(pts)} points, more than {self.max_points}", reason="too_many_points")
             return False
         if np.any(pts < -0.5) or np.any(pts[:, 0] > w - 0.5) or np.any(pts[:, 1] > h - 0.5):
             bad = pts[(pts[:, 0] < -0.5) | (pts[:, 1] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] > h - 0.5)]
-            self._warn(f"object {p.object_id}: points outside the {w}x{h} image: {bad.round(1).tolist()}")
+            shown = bad[:4].round(1).tolist()
+            more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+            self._warn(f"object {p.object_id}: {len(bad)} points outside the {w}x{h} image: {shown}{more}",
+                       reason="outside_image")
             return False
         ids = self.engine.object_ids
         if p.object_id not in ids and len(ids) >= self.max_objects:
-            self._warn(f"object {p.object_id}: too many objects (engine.max_objects = {self.max_objects})")
+            self._warn(f"object {p.object_id}: too many objects (engine.max_objects = {self.max_objects})",
+                       reason="too_many_objects")
             return False
         try:
             if p.mask is not None:
@@ -427,21 +482,26 @@ class EngineWorker:
             else:
                 self.engine.set_prompt(p.object_id, points=pts, labels=p.labels, frame_index=frame_index)
         except (KeyError, ValueError) as exc:
-            self._warn(f"object {p.object_id}: prompt rejected: {exc}")
+            self._warn(f"object {p.object_id}: prompt rejected: {exc}", reason="engine")
             return False
         self._clicks.pop(p.object_id, None)  # a full prompt replaces the clicks so far
         return True
 
     def _handle_click(self, c: Click) -> None:
         if not self._history:
-            self._warn(f"object {c.object_id}: click ignored: no frame has been processed yet")
+            self._warn(f"object {c.object_id}: click ignored: no frame has been processed yet", reason="no_frame")
             return
         _, index, (h, w) = self._history[-1]
+        if len(self._clicks.get(c.object_id, [])) >= self.max_points:
+            self._warn(f"object {c.object_id}: click ignored: it already has {self.max_points} clicked points "
+                       "(send a prompt to replace them)", reason="too_many_points")
+            return
         clicks = self._clicks.get(c.object_id, []) + [(c.x, c.y, c.label)]
         pts = np.array([(x, y) for x, y, _ in clicks], dtype=np.float64)
         labels = np.array([lab for _, _, lab in clicks], dtype=np.int64)
         if not np.any(labels == 1):
-            self._warn(f"object {c.object_id}: the first click of an object must be positive (set node.click_label to 1)")
+            self._warn(f"object {c.object_id}: the first click of an object must be positive (set node.click_label to 1)",
+                       reason="labels")
             return
         frame_index = index if self.engine.has_frame(index) else None
         p = Prompt(c.object_id, ACTION_SET, pts, labels, 0)
