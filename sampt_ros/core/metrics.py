@@ -341,3 +341,361 @@ def _binary_pair(pred: np.ndarray, gt: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     if p.shape != g.shape:
         raise ValueError(f"pred is {p.shape[1]}x{p.shape[0]} but gt is {g.shape[1]}x{g.shape[0]}")
     return p, g
+
+
+# --------------------------------------------------------------------------------------------
+# Re-acquisition: state timelines, disappearance/reappearance events, id swaps, false positives
+# --------------------------------------------------------------------------------------------
+
+#: An object is *absent* from a frame when its ground-truth visible area is below this fraction
+#: of its typical visible area (the median of its non-zero areas over the sequence); a frame
+#: with no pixel of it is always absent. 5 % keeps a sliver at the edge of a wall from counting
+#: as a return.
+ABSENT_FRACTION = 0.05
+#: The IoU a predicted mask needs with a ground-truth mask to count as re-acquired, or to count
+#: as matching another object's ground truth (id swap).
+MATCH_IOU = 0.5
+#: The state name used for frames in which no state was reported for an object (before its
+#: prompt, or a frame without output in a replay).
+NO_STATE = "NONE"
+#: States in which the object claims no mask in the frame.
+_NOT_CLAIMING = ("OCCLUDED", "LOST")
+
+
+def state_name(state) -> str:
+    """Name of a state given as :class:`~sampt_ros.core.types.ObjectState`, its integer value,
+    a name (any case) or None (``NONE``)."""
+    from .types import ObjectState
+
+    if state is None:
+        return NO_STATE
+    if isinstance(state, ObjectState):
+        return state.name
+    if isinstance(state, (int, np.integer)) and not isinstance(state, bool):
+        try:
+            return ObjectState(int(state)).name
+        except ValueError:
+            return f"STATE_{int(state)}"
+    return str(state).upper()
+
+
+def runs(values: Iterable[object]) -> List[Tuple[object, int, int]]:
+    """Maximal runs of equal consecutive values: ``[(value, first_index, last_index), ...]``."""
+    out: List[Tuple[object, int, int]] = []
+    for i, v in enumerate(values):
+        if out and out[-1][0] == v:
+            out[-1] = (v, out[-1][1], i)
+        else:
+            out.append((v, i, i))
+    return out
+
+
+class ReacquisitionScorer:
+    """Per-object re-acquisition figures of one video, fed frame by frame.
+
+    ``add(gt, pred, states)`` takes the frame's ground-truth and predicted ``HxW`` integer label
+    maps (0 background, k object k; a bool mask counts as object 1) and the predicted state of
+    each object (``{id: ObjectState | int | name}``; a missing id or ``states=None`` means no
+    state was reported, ``NONE``). Only a small overlap table is kept per frame, no masks.
+
+    Objects: ``object_ids`` if given, else every id that has a ground-truth pixel in some frame.
+
+    Definitions (``n`` frames, object ``k``; all frames count, none is skipped):
+
+    * **J(f)**: IoU of ``pred == k`` and ``gt == k`` in frame ``f`` (1 when both are empty).
+    * **absent / present**: ``k`` is absent from frame ``f`` when its ground-truth area is 0 or
+      below ``absent_fraction`` (:data:`ABSENT_FRACTION`) times its typical area (the median of
+      its non-zero ground-truth areas over the video); present otherwise.
+    * **timeline**: the runs of the predicted state, ``[(state, first, last), ...]``
+      (``NONE`` where no state was reported); ``gt_timeline`` the runs of ``VISIBLE``/``ABSENT``.
+    * **event**: a maximal run of absent frames ``[a, b]`` that has a present frame before it
+      and one after it (the object disappears and reappears). ``reappeared = b + 1``; the
+      event's *window* is ``[b + 1, e]``, ``e`` the last frame before the next absent frame (or
+      ``n - 1``). ``J_after_return`` is the mean J over the window. The object is *re-acquired*
+      at the first frame ``r`` of the window in which its state is ``TRACKING`` (or unreported,
+      then its mask alone decides) and J(r) >= ``match_iou`` (:data:`MATCH_IOU`);
+      ``frames_to_reacquire = r - reappeared`` (0: at once), both None when that never happens
+      within the window. ``states_while_absent`` counts the predicted states over ``[a, b]``.
+    * **left**: an absent run that reaches the last frame after a present frame: the object
+      left for good (``left_at = a``); it is no event.
+    * **id swap**: a frame in which ``k``'s predicted mask is not empty and has IoU >=
+      ``match_iou`` with another object ``j``'s ground truth, higher than with its own; counted
+      as events (onsets): a run of consecutive swapped frames with the same ``j`` is one swap.
+    * **on another object**: a frame in which at least half of ``k``'s predicted mask lies on
+      another object ``j``'s ground truth, more of it than on its own (a looser sign of an
+      identity mix-up than an id swap: a small object's mask drifting onto a large one never
+      reaches IoU 0.5 with it); ``on_other_frames`` counts them, ``on_other_runs`` lists
+      ``(j, first, last)``.
+    * **false positive** (false re-acquisition): a frame in which the ground truth has no pixel
+      of ``k`` but the prediction has, and the state claims the mask (``TRACKING``, or none
+      reported; ``OCCLUDED``/``LOST`` do not).
+    * **final_state**: the state in the last frame; ``absent_at_end`` whether ``k`` is absent
+      there.
+    """
+
+    def __init__(self, object_ids: Optional[Iterable[int]] = None, absent_fraction: float = ABSENT_FRACTION,
+                 match_iou: float = MATCH_IOU) -> None:
+        self._ids: Optional[List[int]] = None
+        if object_ids is not None:
+            ids = sorted({int(i) for i in object_ids})
+            if any(i <= 0 for i in ids):
+                raise ValueError(f"object ids must be positive integers, got {ids}")
+            self._ids = ids
+        if not 0.0 <= float(absent_fraction) < 1.0:
+            raise ValueError(f"absent_fraction must be in 0..1, got {absent_fraction}")
+        if not 0.0 < float(match_iou) <= 1.0:
+            raise ValueError(f"match_iou must be in (0, 1], got {match_iou}")
+        self.absent_fraction = float(absent_fraction)
+        self.match_iou = float(match_iou)
+        self._shape: Optional[Tuple[int, int]] = None
+        # per frame, the non-zero cells of the overlap table: (pred labels, gt labels, pixel counts)
+        self._conf: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._states: List[Dict[int, str]] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self._conf)
+
+    def add(self, gt: np.ndarray, pred: np.ndarray, states: Optional[Mapping[int, object]] = None) -> None:
+        """Add one frame: ground-truth and predicted label maps and the predicted states."""
+        g, p = _label_map(gt, "gt"), _label_map(pred, "pred")
+        if g.shape != p.shape:
+            raise ValueError(f"pred is {p.shape[1]}x{p.shape[0]} but gt is {g.shape[1]}x{g.shape[0]}")
+        if self._shape is None:
+            self._shape = g.shape
+        elif g.shape != self._shape:
+            raise ValueError(f"frame {self.frames} is {g.shape[1]}x{g.shape[0]}, the video is "
+                             f"{self._shape[1]}x{self._shape[0]}")
+        size = int(max(int(g.max(initial=0)), int(p.max(initial=0)))) + 1
+        keys = p.ravel().astype(np.int64) * size + g.ravel().astype(np.int64)
+        if size <= 256:
+            counts = np.bincount(keys, minlength=size * size)
+            keys = np.nonzero(counts)[0]
+            counts = counts[keys]
+        else:
+            keys, counts = np.unique(keys, return_counts=True)
+        # the non-zero cells of the overlap table: (predicted label, ground-truth label, pixels)
+        self._conf.append((keys // size, keys % size, counts.astype(np.int64)))
+        self._states.append({int(k): state_name(v) for k, v in (states or {}).items()})
+
+    def object_ids(self) -> List[int]:
+        """The scored objects."""
+        if self._ids is not None:
+            return list(self._ids)
+        ids = set()
+        for _p, g, _c in self._conf:
+            ids.update(int(i) for i in g if i > 0)
+        return sorted(ids)
+
+    # -- per-object arrays ------------------------------------------------------------------
+    def _areas(self, oid: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per frame: ground-truth area, predicted area, their intersection."""
+        gt = np.array([c[g == oid].sum() for p, g, c in self._conf], np.int64)
+        pr = np.array([c[p == oid].sum() for p, g, c in self._conf], np.int64)
+        inter = np.array([c[(p == oid) & (g == oid)].sum() for p, g, c in self._conf], np.int64)
+        return gt, pr, inter
+
+    @staticmethod
+    def _iou(gt: np.ndarray, pr: np.ndarray, inter: np.ndarray) -> np.ndarray:
+        union = gt + pr - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+    def result(self) -> Dict[str, object]:
+        """``{"frames", "objects": {id: per-object dict}, "summary": digest}`` (see the class doc).
+
+        Per object: ``J_all_frames`` (mean J over every frame), ``timeline``, ``gt_timeline``,
+        ``first_visible``, ``events`` (each ``{"disappeared", "reappeared", "absent_frames",
+        "window", "J_after_return", "reacquired_frame", "frames_to_reacquire",
+        "states_while_absent", "false_positive_frames"}``), ``left_at``, ``id_swaps``,
+        ``id_swap_runs`` (``[(other_id, first, last)]``), ``on_other_frames``, ``on_other_runs``,
+        ``false_positive_frames``,
+        ``false_positive_runs`` (``[(first, last)]``), ``final_state``, ``absent_at_end``.
+        """
+        n = self.frames
+        ids = self.object_ids()
+        areas = {oid: self._areas(oid) for oid in ids}
+        j = {oid: self._iou(*areas[oid]) for oid in ids}
+        objects: Dict[int, Dict[str, object]] = {}
+        for oid in ids:
+            gt, pr, _ = areas[oid]
+            states = [s.get(oid, NO_STATE) for s in self._states]
+            nonzero = gt[gt > 0]
+            typical = float(np.median(nonzero)) if nonzero.size else 0.0
+            absent = (gt == 0) | (gt < self.absent_fraction * typical)
+            claims = np.array([s not in _NOT_CLAIMING for s in states], bool)
+            tracking = np.array([s in ("TRACKING", NO_STATE) for s in states], bool)
+            fp = (gt == 0) & (pr > 0) & claims
+            obj: Dict[str, object] = {
+                "J_all_frames": float(j[oid].mean()) if n else math.nan,
+                "timeline": [(str(v), a, b) for v, a, b in runs(states)],
+                "gt_timeline": [("ABSENT" if v else "VISIBLE", a, b) for v, a, b in runs(absent.tolist())],
+                "first_visible": int(np.argmax(~absent)) if (~absent).any() else None,
+            }
+            events, left_at = [], None
+            gt_runs = runs(absent.tolist())
+            for k, (is_absent, a, b) in enumerate(gt_runs):
+                if not is_absent or k == 0:
+                    continue  # present, or absent before the first appearance
+                if b == n - 1:
+                    left_at = a
+                    continue
+                stop = gt_runs[k + 1][2]  # the present run after it ends here
+                window = np.arange(b + 1, stop + 1)
+                ok = tracking[window] & (j[oid][window] >= self.match_iou) & (pr[window] > 0)
+                r = int(window[np.argmax(ok)]) if ok.any() else None
+                counts: Dict[str, int] = {}
+                for s in states[a:b + 1]:
+                    counts[s] = counts.get(s, 0) + 1
+                events.append({
+                    "disappeared": a, "reappeared": b + 1, "absent_frames": b + 1 - a,
+                    "window": (b + 1, stop), "J_after_return": float(j[oid][window].mean()),
+                    "reacquired_frame": r, "frames_to_reacquire": None if r is None else r - (b + 1),
+                    "states_while_absent": counts, "false_positive_frames": int(fp[a:b + 1].sum()),
+                })
+            obj["events"] = events
+            obj["left_at"] = left_at
+            # id swaps
+            swapped_with: List[Optional[int]] = []
+            on_other: List[Optional[int]] = []
+            for f in range(n):
+                best, best_iou, most, most_px = None, 0.0, None, 0
+                p, g, c = self._conf[f]
+                if pr[f] > 0:
+                    mine = p == oid
+                    for other, inter in zip(g[mine].tolist(), c[mine].tolist()):
+                        if other == oid or other not in areas:
+                            continue
+                        iou = inter / (int(pr[f]) + int(areas[other][0][f]) - inter)
+                        if iou > best_iou:
+                            best, best_iou = other, iou
+                        if inter > most_px:
+                            most, most_px = other, inter
+                own = float(j[oid][f])
+                swapped_with.append(best if best is not None and best_iou >= self.match_iou and best_iou > own
+                                    else None)
+                own_px = int(areas[oid][2][f])
+                on_other.append(most if most is not None and most_px >= 0.5 * int(pr[f]) and most_px > own_px
+                                else None)
+            swap_runs = [(int(v), a, b) for v, a, b in runs(swapped_with) if v is not None]
+            obj["id_swaps"] = len(swap_runs)
+            obj["id_swap_runs"] = swap_runs
+            obj["on_other_frames"] = sum(v is not None for v in on_other)
+            obj["on_other_runs"] = [(int(v), a, b) for v, a, b in runs(on_other) if v is not None]
+            obj["false_positive_frames"] = int(fp.sum())
+            obj["false_positive_runs"] = [(a, b) for v, a, b in runs(fp.tolist()) if v]
+            obj["final_state"] = states[-1] if n else NO_STATE
+            obj["absent_at_end"] = bool(absent[-1]) if n else False
+            objects[oid] = obj
+        return {"frames": n, "objects": objects, "summary": reacquisition_digest(objects)}
+
+
+def reacquisition_digest(objects: Mapping[int, Mapping[str, object]]) -> Dict[str, object]:
+    """A video's (or a set's) re-acquisition figures from per-object results.
+
+    ``objects``: ``{id: per-object dict}`` of :meth:`ReacquisitionScorer.result` (for several
+    videos, any unique keys). Returns ``{"objects", "events", "reacquired",
+    "mean_frames_to_reacquire", "J_after_return_mean", "J_after_return_min", "id_swaps",
+    "on_other_frames", "false_positive_frames", "left", "left_final_states"}``: ``reacquired`` counts events whose
+    object was re-acquired; the means are over those events (None when there is none); ``left``
+    lists the objects that left for good, ``left_final_states`` their final states.
+    """
+    events = [e for o in objects.values() for e in o["events"]]
+    back = [e["frames_to_reacquire"] for e in events if e["frames_to_reacquire"] is not None]
+    j_after = [e["J_after_return"] for e in events]
+    left = [k for k, o in objects.items() if o.get("left_at") is not None]
+    return {
+        "objects": len(objects),
+        "events": len(events),
+        "reacquired": len(back),
+        "mean_frames_to_reacquire": float(np.mean(back)) if back else None,
+        "J_after_return_mean": float(np.mean(j_after)) if j_after else None,
+        "J_after_return_min": float(np.min(j_after)) if j_after else None,
+        "id_swaps": int(sum(o["id_swaps"] for o in objects.values())),
+        "on_other_frames": int(sum(o.get("on_other_frames", 0) for o in objects.values())),
+        "false_positive_frames": int(sum(o["false_positive_frames"] for o in objects.values())),
+        "left": left,
+        "left_final_states": {k: objects[k]["final_state"] for k in left},
+    }
+
+
+def score_reacquisition(gt_maps: Iterable[np.ndarray], pred_maps: Iterable[np.ndarray],
+                        states: Optional[Iterable[Optional[Mapping[int, object]]]] = None,
+                        object_ids: Optional[Iterable[int]] = None, absent_fraction: float = ABSENT_FRACTION,
+                        match_iou: float = MATCH_IOU) -> Dict[str, object]:
+    """Re-acquisition figures of a whole video (see :class:`ReacquisitionScorer` for definitions).
+
+    Args:
+        gt_maps, pred_maps: per frame, ``HxW`` integer label maps (same number of frames).
+        states: per frame, ``{object_id: state}`` (ObjectState, int or name) or None.
+        object_ids: the objects to score (default: every id in the ground truth).
+    """
+    scorer = ReacquisitionScorer(object_ids, absent_fraction, match_iou)
+    gts, preds = list(gt_maps), list(pred_maps)
+    sts = list(states) if states is not None else [None] * len(gts)
+    if not len(gts) == len(preds) == len(sts):
+        raise ValueError(f"{len(gts)} ground-truth maps, {len(preds)} predictions and {len(sts)} state sets")
+    for g, p, s in zip(gts, preds, sts):
+        scorer.add(g, p, s)
+    return scorer.result()
+
+
+def object_scores(sequence_result: Mapping[str, object],
+                  reacquisition_result: Optional[Mapping[str, object]] = None,
+                  object_ids: Optional[Iterable[int]] = None) -> Dict[int, Dict[str, object]]:
+    """Per object: its DAVIS ``J`` and ``F`` (from :meth:`SequenceScorer.result`) merged with its
+    re-acquisition figures (from :meth:`ReacquisitionScorer.result`, when given).
+
+    ``sampt-eval davis`` and the replay report both build their ``objects`` entries with it.
+    """
+    per = dict(sequence_result.get("per_object") or {})
+    reacq = dict(reacquisition_result["objects"]) if reacquisition_result is not None else {}
+    ids = sorted({int(i) for i in object_ids} if object_ids is not None else set(per) | set(reacq))
+    out: Dict[int, Dict[str, object]] = {}
+    for oid in ids:
+        entry: Dict[str, object] = {
+            "J": float(per[oid]["J"]) if oid in per else math.nan,
+            "F": float(per[oid]["F"]) if oid in per else math.nan,
+        }
+        entry.update(reacq.get(oid, {}))
+        out[oid] = entry
+    return out
+
+
+def format_timeline(object_id: int, obj: Mapping[str, object], max_runs: int = 12) -> str:
+    """One line: the object's state runs and what happened at each return, e.g.
+    ``object 1: TRACKING 0-57 | OCCLUDED 58-70 | TRACKING 71-149 (came back at 70, re-acquired
+    after 1 frames, J after return 0.93)``."""
+    tl = list(obj["timeline"])
+    parts = [f"{s} {a}-{b}" for s, a, b in tl]
+    if len(parts) > max_runs:
+        keep = max(1, max_runs // 2)
+        parts = parts[:keep] + [f"... {len(tl) - 2 * keep} more runs ..."] + parts[-keep:]
+    notes = []
+    for e in obj["events"]:
+        how = ("not re-acquired" if e["reacquired_frame"] is None
+               else f"re-acquired after {e['frames_to_reacquire']} frames")
+        notes.append(f"came back at {e['reappeared']}, {how}, J after return {e['J_after_return']:.2f}")
+    if obj.get("left_at") is not None:
+        notes.append(f"left at {obj['left_at']}, never came back, final state {obj['final_state']}")
+    if obj.get("id_swaps"):
+        notes.append(f"{obj['id_swaps']} id swap(s)")
+    if obj.get("on_other_frames"):
+        notes.append(f"{obj['on_other_frames']} frame(s) mostly on another object")
+    if obj.get("false_positive_frames"):
+        notes.append(f"{obj['false_positive_frames']} false-positive frame(s)")
+    return f"object {object_id}: " + " | ".join(parts) + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _label_map(arr: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be an HxW label map, got shape {a.shape}")
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer labels (or bool), got dtype {a.dtype}")
+    if a.size and int(a.min()) < 0:
+        raise ValueError(f"{name} has negative labels")
+    if a.size and int(a.max()) > 65535:
+        raise ValueError(f"{name} has labels above 65535")
+    return a
