@@ -78,11 +78,15 @@ def test_davis_summary_schema_values_masks_and_video(davis, tmp_path, capsys):
     rc = ev.main(["davis", str(davis), "--out", str(out), "--video", *CPU])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"sequences", "mean", "config"}
+    assert set(summary) == {"sequences", "mean", "reacquisition", "config"}
     assert set(summary["sequences"]) == {"square", "pair"}
     for name, n in (("square", 12), ("pair", 10)):
         seq = summary["sequences"][name]
-        assert set(seq) == {"J", "F", "JF", "frames", "fps"}
+        assert set(seq) == {"J", "F", "JF", "frames", "fps", "objects", "reacquisition"}
+        assert sorted(seq["objects"]) == (["1"] if name == "square" else ["1", "2"])
+        js = [o["J"] for o in seq["objects"].values()]
+        assert seq["J"] == pytest.approx(np.mean(js))  # the sequence's J is the mean over its objects'
+        assert all(o["prompted_at"] == 0 and o["events"] == [] for o in seq["objects"].values())
         assert seq["frames"] == n
         assert 0.0 <= seq["J"] <= 1.0 and 0.0 <= seq["F"] <= 1.0
         assert seq["JF"] == pytest.approx((seq["J"] + seq["F"]) / 2, abs=1e-6)
@@ -130,7 +134,7 @@ def test_davis_sequences_max_frames_and_set(davis, tmp_path):
 
 def test_davis_scores_follow_the_predictions(davis, tmp_path):
     """An engine that loses the object after the first frame scores J = F = 0 (scoring is wired)."""
-    from sampt_ros.core.types import FrameResult, ObjectResult, ObjectState
+    from sampt_ros.core.types import FrameResult, ObjectState
 
     class Blind:
         def __init__(self):
@@ -147,8 +151,7 @@ def test_davis_scores_follow_the_predictions(davis, tmp_path):
             objs = {}
             for oid, mask in self.prompts.items():
                 m = mask if self.steps == 0 else np.zeros_like(mask)
-                objs[oid] = ObjectResult(oid, m, np.zeros((0, 2)), np.zeros(0, int), np.zeros(0, bool), 0.0,
-                                         ObjectState.OCCLUDED)
+                objs[oid] = _object_result(oid, m, ObjectState.OCCLUDED)
             self.steps += 1
             return FrameResult(self.steps - 1, objs, {"total": 0.0})
 
@@ -188,6 +191,155 @@ def test_module_entry_point_runs_and_reports_errors():
     helped = subprocess.run([sys.executable, "-m", "sampt_ros.tools.eval", "davis", "--help"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "engine.step" in helped.stdout
+
+
+def _object_result(oid, mask, state):
+    """An ObjectResult with no points (fields by name, whatever optional ones it has)."""
+    import dataclasses
+
+    from sampt_ros.core.types import ObjectResult
+
+    values = {"object_id": oid, "mask": mask, "points": np.zeros((0, 2)), "labels": np.zeros(0, int),
+              "visible": np.zeros(0, bool), "visibility": np.zeros(0), "score": 1.0 if mask.any() else 0.0,
+              "state": state}
+    return ObjectResult(**{f.name: values[f.name] for f in dataclasses.fields(ObjectResult) if f.name in values})
+
+
+def _tracked_points(cls, points):
+    """TrackedPoints for points all visible (fields by name, whatever optional ones it has)."""
+    import dataclasses
+
+    values = {"points": points, "visible": np.ones(len(points), bool), "visibility": np.ones(len(points))}
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
+def _davis2017(root: Path, name: str, labels_per_frame, images=None):
+    """A DAVIS-2017-layout sequence from label maps (paletted PNGs) and plain textured frames."""
+    img_dir = root / "JPEGImages" / "480p" / name
+    ann_dir = root / "Annotations" / "480p" / name
+    img_dir.mkdir(parents=True)
+    ann_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    bg = _texture(rng, H, W, 2)
+    for t, labels in enumerate(labels_per_frame):
+        img = bg.copy() if images is None else images[t]
+        cv2.imwrite(str(img_dir / f"{t:05d}.jpg"), img[..., ::-1])
+        ev.write_label_png(ann_dir / f"{t:05d}.png", labels)
+    return root
+
+
+def _come_and_go(n=10):
+    """Object 1 visible except in frames 4-5; object 2 first appears in frame 3."""
+    out = []
+    for t in range(n):
+        labels = np.zeros((H, W), np.uint8)
+        if t not in (4, 5):
+            labels[20:60, 20 + 3 * t:60 + 3 * t] = 1
+        if t >= 3:
+            labels[120:170, 200:250] = 2
+        out.append(labels)
+    return out
+
+
+class _Oracle:
+    """An engine that answers each frame with the ground truth (read behind the scenes) and
+    records when it was prompted: it proves the wiring, not tracking."""
+
+    def __init__(self, gt_maps, lose_after_return=()):
+        self.gt, self.lose = gt_maps, set(lose_after_return)
+        self.prompts, self.calls, self.step_index = {}, [], 0
+
+    def reset(self):
+        self.prompts.clear()
+        self.calls.clear()
+        self.step_index = 0
+
+    def set_prompt(self, object_id, mask=None, **_):
+        self.calls.append((object_id, self.step_index, int(mask.sum())))
+        self.prompts[object_id] = mask
+
+    def step(self, frame):
+        from sampt_ros.core.types import FrameResult, ObjectState
+
+        gt = self.gt[self.step_index]
+        objs = {}
+        for oid in sorted(self.prompts):
+            m = gt == oid
+            if oid in self.lose and self.step_index >= 6:
+                m = np.zeros_like(m)
+            state = ObjectState.TRACKING if m.any() else ObjectState.OCCLUDED
+            objs[oid] = _object_result(oid, m, state)
+        self.step_index += 1
+        return FrameResult(self.step_index - 1, objs, {"total": 0.0})
+
+
+def test_davis2017_objects_are_prompted_when_they_first_appear_and_never_again(tmp_path, capsys):
+    labels = _come_and_go()
+    root = _davis2017(tmp_path / "d17", "comego", labels)
+    config = config_from_dict({"tracker": {"kind": "lk"}, "segmenter": {"kind": "classic"}})
+    oracle = _Oracle(labels)
+    summary = ev.run_davis(config, root, ["comego"], tmp_path / "o", progress=False, engine=oracle)
+    # object 1 prompted before frame 0 with its mask, object 2 before frame 3; object 1 is not
+    # prompted again when it comes back at frame 6
+    assert oracle.calls == [(1, 0, 40 * 40), (2, 3, 50 * 50)]
+    seq = summary["sequences"]["comego"]
+    o1, o2 = seq["objects"][1], seq["objects"][2]
+    assert (o1["prompted_at"], o2["prompted_at"]) == (0, 3)
+    assert seq["J"] == seq["F"] == 1.0  # perfect answers: object 2 scored as 1 before it exists too
+    assert o1["timeline"] == [("TRACKING", 0, 3), ("OCCLUDED", 4, 5), ("TRACKING", 6, 9)]
+    (e,) = o1["events"]
+    assert (e["disappeared"], e["reappeared"], e["frames_to_reacquire"], e["J_after_return"]) == (4, 6, 0, 1.0)
+    assert o2["timeline"] == [("NONE", 0, 2), ("TRACKING", 3, 9)] and o2["events"] == []
+    assert seq["reacquisition"]["events"] == 1 and seq["reacquisition"]["reacquired"] == 1
+    assert summary["reacquisition"]["events"] == 1
+    text = capsys.readouterr().out
+    assert "comego: object 1: TRACKING 0-3 | OCCLUDED 4-5 | TRACKING 6-9 (came back at 6, re-acquired after 0 " \
+           "frames, J after return 1.00)" in text
+
+    # an engine that does not find object 1 again: reported, not hidden
+    lost = _Oracle(labels, lose_after_return={1})
+    seq = ev.run_davis(config, root, ["comego"], None, progress=False, engine=lost)["sequences"]["comego"]
+    (e,) = seq["objects"][1]["events"]
+    assert e["reacquired_frame"] is None and e["J_after_return"] == 0.0
+    assert seq["objects"][1]["final_state"] == "OCCLUDED" and seq["reacquisition"]["reacquired"] == 0
+
+
+def test_davis_multi_object_synthetic_scenario_end_to_end(tmp_path, capsys):
+    """A rendered multi-object scenario through sampt-eval with the cpu profile: every object
+    prompted, its timeline over every frame, re-acquisition figures consistent with the masks."""
+    from sampt_ros.core.metrics import score_reacquisition
+    from sampt_ros.tools.synthetic import make_scene, write_davis
+
+    n = 36
+    scene = make_scene("crossing", (427, 240), n)
+    write_davis(tmp_path / "syn", scene)
+    out = tmp_path / "out"
+    assert ev.main(["davis", str(tmp_path / "syn"), "--out", str(out), *CPU]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    seq = summary["sequences"]["crossing"]
+    assert seq["frames"] == n and sorted(seq["objects"]) == ["1", "2"]
+    gts = [ev.read_label_map(tmp_path / "syn" / "Annotations" / "480p" / "crossing" / f"{i:05d}.png") for i in range(n)]
+    preds = [ev.read_label_map(out / "crossing" / f"{i:05d}.png") for i in range(n)]
+    again = score_reacquisition(gts, preds)["objects"]
+    for key, o in seq["objects"].items():
+        assert o["prompted_at"] == 0
+        tl = o["timeline"]
+        assert tl[0][1] == 0 and tl[-1][2] == n - 1
+        assert all(b[1] == a[2] + 1 for a, b in zip(tl, tl[1:]))  # runs cover every frame once
+        assert {s for s, _, _ in tl} <= {"TRACKING", "OCCLUDED", "LOST"}
+        assert o["final_state"] == tl[-1][0]
+        # J figures do not depend on the states: recomputed from the written masks they agree
+        assert o["J_all_frames"] == pytest.approx(again[int(key)]["J_all_frames"])
+        assert [e["J_after_return"] for e in o["events"]] == \
+            pytest.approx([e["J_after_return"] for e in again[int(key)]["events"]])
+    # object 1 passes behind object 2: the ground truth shows it gone and back once
+    (e,) = seq["objects"]["1"]["events"]
+    assert e["disappeared"] < e["reappeared"] < n
+    assert seq["objects"]["2"]["events"] == [] and seq["objects"]["2"]["J"] > 0.8
+    digest = seq["reacquisition"]
+    assert digest["objects"] == 2 and digest["events"] == 1
+    text = capsys.readouterr().out
+    assert "crossing: object 1:" in text and "crossing: object 2:" in text and "came back at" in text
 
 
 # ---------------------------------------------------------------------------- BADJA
@@ -278,7 +430,7 @@ def test_badja_pck_counts_misses(davis, tmp_path, monkeypatch):
             self.tracks[key] = np.asarray(points, float)
 
         def track(self):
-            return {k: TrackedPoints(p, np.ones(len(p), bool), np.ones(len(p))) for k, p in self.tracks.items()}
+            return {k: _tracked_points(TrackedPoints, p) for k, p in self.tracks.items()}
 
     monkeypatch.setattr(factory, "build_tracker", lambda config: Frozen())
     js = _badja_json(tmp_path / "square.json", "square", [0, 2, 11])

@@ -5,10 +5,12 @@ Two commands:
 ``sampt-eval davis ROOT [--sequences a,b] [--config FILE ...] [--set key=value ...] [--out DIR]
 [--video] [--max-frames N]``
     Video object segmentation on a DAVIS-layout folder (``JPEGImages/480p/<seq>/*.jpg``,
-    ``Annotations/480p/<seq>/*.png``). Each object of the first-frame annotation is prompted
-    with its mask, the engine runs online, frame by frame, and every frame is scored with the
-    DAVIS J (region IoU) and F (boundary) measures, averaged over the frames except the first
-    and the last. Writes ``DIR/summary.json``, the predicted label maps as paletted PNGs
+    ``Annotations/480p/<seq>/*.png``; DAVIS 2016 0/255 masks or DAVIS 2017 paletted label
+    maps). Each object is prompted with its mask in the first frame it appears in, the engine
+    runs online, frame by frame, and every frame is scored with the DAVIS J (region IoU) and F
+    (boundary) measures, averaged over the frames except the first and the last; per object,
+    its state timeline and re-acquisition figures (see :func:`evaluate_davis_sequence`).
+    Writes ``DIR/summary.json``, the predicted label maps as paletted PNGs
     (``DIR/<seq>/<frame>.png``) and, with ``--video``, an overlay video ``DIR/<seq>.mp4``.
 
 ``sampt-eval badja DAVIS_ROOT BADJA_JSON ... [--reinit] [--config FILE ...] [--out DIR]``
@@ -252,32 +254,47 @@ def evaluate_davis_sequence(
     video_fps: float = 24.0,
     progress: bool = True,
 ) -> Dict[str, Any]:
-    """Run the engine over one sequence, prompted from its first-frame annotation.
+    """Run the engine over one sequence, each object prompted from its first annotated mask.
 
-    The engine is reset first. Returns ``{"J", "F", "JF", "frames", "fps"}``: J, F, J&F are
+    Every object of the sequence's annotations (DAVIS 2017: several, ids = palette indices) is
+    prompted with its ground-truth mask in the first frame it appears in, just before that
+    frame is given to the engine (causal: the prompt is that frame's own annotation); an object
+    absent in later frames is not prompted again. The engine is reset first.
+
+    Returns ``{"J", "F", "JF", "frames", "fps", "objects", "reacquisition"}``: J, F, J&F are
     fractions (0..1) averaged over the scored frames except the first and the last (DAVIS
-    convention, computed by :class:`~sampt_ros.core.metrics.SequenceScorer`); ``frames`` is the
-    number of frames processed; ``fps`` = frames / seconds spent inside ``engine.step``
-    (reading and decoding the JPEGs, scoring and writing outputs are not counted).
+    convention, computed by :class:`~sampt_ros.core.metrics.SequenceScorer` over every object
+    of the sequence); ``frames`` is the number of frames processed; ``fps`` = frames / seconds
+    spent inside ``engine.step`` (reading and decoding the JPEGs, scoring and writing outputs
+    are not counted). ``objects``: per object id, its J and F, the frame it was prompted on
+    (``prompted_at``) and its re-acquisition figures from
+    :class:`~sampt_ros.core.metrics.ReacquisitionScorer` (state ``timeline``, ``events``,
+    ``id_swaps``, ``false_positive_frames``, ``final_state``, ...); ``reacquisition``: their
+    digest (:func:`~sampt_ros.core.metrics.reacquisition_digest`). When a frame has no
+    annotation, re-acquisition is not scored: ``reacquisition`` is None and each object carries
+    J, F and ``prompted_at`` only.
     """
-    from ..core.metrics import SequenceScorer
+    from ..core.metrics import ReacquisitionScorer, SequenceScorer, object_scores
 
     frames = seq.frames[: max_frames] if max_frames else seq.frames
-    if seq.annotations[0] is None:
+    annotations = seq.annotations[: len(frames)]
+    if annotations[0] is None:
         raise EvalError(f"sequence {seq.name!r} has no first-frame annotation ({seq.frames[0].stem}.png)")
-    gt0 = read_label_map(seq.annotations[0])
-    object_ids = [int(v) for v in np.unique(gt0) if v != 0]
+    gt0 = read_label_map(annotations[0])
+    # the objects: every id in the annotations (read here only to know the ids; each mask
+    # reaches the engine at the frame it belongs to)
+    ids = set()
+    for ann in annotations:
+        if ann is not None:
+            ids.update(int(v) for v in np.unique(gt0 if ann is annotations[0] else read_label_map(ann)) if v != 0)
+    object_ids = sorted(ids)
     if not object_ids:
-        raise EvalError(f"sequence {seq.name!r}: the first-frame annotation has no object")
+        raise EvalError(f"sequence {seq.name!r}: the annotations hold no object")
 
     engine.reset()
-    try:
-        for oid in object_ids:
-            engine.set_prompt(oid, mask=gt0 == oid)
-    except ValueError as exc:  # e.g. more objects than engine.max_objects
-        raise EvalError(f"sequence {seq.name!r}: cannot prompt object {oid}: {exc}") from None
-
+    prompted: Dict[int, int] = {}
     scorer = SequenceScorer(object_ids=object_ids)
+    reacq = ReacquisitionScorer(object_ids=object_ids) if all(a is not None for a in annotations) else None
     mask_dir = None
     if out_dir is not None:
         mask_dir = out_dir / seq.name
@@ -294,6 +311,20 @@ def evaluate_davis_sequence(
                     f"sequence {seq.name!r}: frame is {image.shape[1]}x{image.shape[0]} but the "
                     f"annotation is {gt0.shape[1]}x{gt0.shape[0]}"
                 )
+            ann = annotations[i]
+            gt = None if ann is None else (gt0 if i == 0 else read_label_map(ann))
+            if gt is not None:
+                for oid in object_ids:
+                    if oid in prompted:
+                        continue
+                    mask = gt == oid
+                    if mask.shape == image.shape[:2] and mask.any():
+                        try:
+                            engine.set_prompt(oid, mask=mask)
+                        except ValueError as exc:  # e.g. more objects than engine.max_objects
+                            raise EvalError(f"sequence {seq.name!r}: cannot prompt object {oid} on frame "
+                                            f"{path.name}: {exc}") from None
+                        prompted[oid] = i
             t = time.perf_counter()
             try:
                 result = engine.step(image)
@@ -302,13 +333,13 @@ def evaluate_davis_sequence(
             step_seconds += time.perf_counter() - t
             pred = result.label_image(image.shape[:2])
 
-            ann = seq.annotations[i]
-            if ann is None:
+            if gt is None:
                 missing_gt += 1
             else:
-                gt = gt0 if i == 0 else read_label_map(ann)
                 try:
                     scorer.add(pred, gt)
+                    if reacq is not None:
+                        reacq.add(gt, pred, {oid: o.state for oid, o in result.objects.items()})
                 except ValueError as exc:  # an annotation of another size
                     raise EvalError(f"sequence {seq.name!r}, {ann.name}: {exc}") from None
             if mask_dir is not None:
@@ -325,9 +356,14 @@ def evaluate_davis_sequence(
         if writer is not None:
             writer.close()
     if missing_gt:
-        print(f"warning: {seq.name}: {missing_gt} frame(s) without annotation were not scored", file=sys.stderr)
+        print(f"warning: {seq.name}: {missing_gt} frame(s) without annotation were not scored"
+              + (" (no re-acquisition figures)" if reacq is None else ""), file=sys.stderr)
 
     scores = scorer.result()
+    reacq_result = reacq.result() if reacq is not None else None
+    objects = object_scores(scores, reacq_result, object_ids)
+    for oid, entry in objects.items():
+        entry["prompted_at"] = prompted.get(oid)
     n = len(frames)
     return {
         "_scores": scores,  # removed before writing; per-object values for the dataset mean
@@ -336,6 +372,8 @@ def evaluate_davis_sequence(
         "JF": float(scores["JF"]),
         "frames": n,
         "fps": float(n / step_seconds) if step_seconds > 0 else 0.0,
+        "objects": objects,
+        "reacquisition": reacq_result["summary"] if reacq_result is not None else None,
         "_step_seconds": step_seconds,  # removed before writing; used for the mean fps
     }
 
@@ -353,12 +391,15 @@ def run_davis(
 ) -> Dict[str, Any]:
     """Evaluate every (or the named) sequence and write ``out_dir/summary.json``.
 
-    Returns the summary: ``{"sequences": {seq: {"J", "F", "JF", "frames", "fps"}},
-    "mean": {"J", "F", "JF", "fps"}, "config": {...}}``. The mean J and F average all objects
-    of all sequences (the DAVIS toolkit's figure; the mean over sequences when each has one
-    object), J&F is their mean; the mean fps is total frames / total seconds in ``engine.step``.
+    Returns the summary: ``{"sequences": {seq: {"J", "F", "JF", "frames", "fps", "objects",
+    "reacquisition"}}, "mean": {"J", "F", "JF", "fps"}, "reacquisition": {...}, "config":
+    {...}}`` (see :func:`evaluate_davis_sequence`). The mean J and F average all objects of all
+    sequences (the DAVIS toolkit's figure; the mean over sequences when each has one object),
+    J&F is their mean; the mean fps is total frames / total seconds in ``engine.step``. The
+    top-level ``reacquisition`` digests every object of every sequence (keys ``seq/id``).
+    Prints the J&F table, then per object its J, F, re-acquisition figures and state timeline.
     """
-    from ..core.metrics import dataset_mean
+    from ..core.metrics import dataset_mean, reacquisition_digest
 
     stdout = sys.stdout if stdout is None else stdout
     names = list(sequences) if sequences else list_sequences(root)
@@ -394,7 +435,11 @@ def run_davis(
     }
     _print_rule(stdout)
     _print_row(stdout, "mean", dict(mean, frames=total_frames))
-    summary = {"sequences": per_seq, "mean": mean, "config": config.to_dict()}
+    _print_objects(stdout, per_seq)
+    every = {f"{name}/{oid}": o for name, r in per_seq.items() if r.get("reacquisition") is not None
+             for oid, o in r["objects"].items()}
+    summary = {"sequences": per_seq, "mean": mean, "reacquisition": reacquisition_digest(every),
+               "config": config.to_dict()}
     if out is not None:
         _write_json(out / "summary.json", summary)
     return summary
@@ -418,6 +463,40 @@ def _print_row(stream, name: str, r: Mapping[str, Any]) -> None:
                     f"{100 * r['JF']:.1f}", f"{r['fps']:.2f}"),
         file=stream, flush=True,
     )
+
+
+_OBJ_ROW = "{:<22} {:>3} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>5} {:>6} {:>6}  {}"
+
+
+def _print_objects(stream, per_seq: Mapping[str, Mapping[str, Any]]) -> None:
+    """Per object: J, F, re-acquisition events (returns, re-acquired, mean frames until, mean J
+    after return), id swaps, frames mostly on another object, false-positive frames, final
+    state; then its state timeline."""
+    from ..core.metrics import format_timeline
+
+    print("", file=stream)
+    print("per object (events: the ground truth shows the object gone, then back)", file=stream)
+    print(_OBJ_ROW.format("sequence", "id", "J(%)", "F(%)", "events", "reacq", "frames", "J-back", "swaps",
+                          "other", "false+", "final"), file=stream)
+    print("-" * 103, file=stream)
+    lines = []
+    for name, r in per_seq.items():
+        for oid, o in r.get("objects", {}).items():
+            if "events" not in o:
+                print(_OBJ_ROW.format(name[:22], oid, f"{100 * o['J']:.1f}", f"{100 * o['F']:.1f}", "-", "-", "-",
+                                      "-", "-", "-", "-", "-"), file=stream)
+                continue
+            ev = o["events"]
+            back = [e["frames_to_reacquire"] for e in ev if e["frames_to_reacquire"] is not None]
+            j_back = [e["J_after_return"] for e in ev]
+            print(_OBJ_ROW.format(
+                name[:22], oid, f"{100 * o['J']:.1f}", f"{100 * o['F']:.1f}", len(ev), len(back),
+                f"{np.mean(back):.1f}" if back else "-", f"{np.mean(j_back):.2f}" if j_back else "-",
+                o["id_swaps"], o["on_other_frames"], o["false_positive_frames"], o["final_state"]), file=stream)
+            lines.append(f"  {name}: {format_timeline(oid, o)}")
+    for line in lines:
+        print(line, file=stream)
+    stream.flush()
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -696,12 +775,20 @@ def _with_horizon(config: Config, horizon: int) -> Config:
 
 # ---------------------------------------------------------------------------- CLI
 _DAVIS_HELP = """\
-Prompt every object of each sequence's first-frame annotation with its mask, run the online
-engine frame by frame, and score J (region IoU), F (boundary) and J&F per sequence over all
-frames but the first and the last (DAVIS convention). Writes DIR/summary.json
-({"sequences": {seq: {J, F, JF, frames, fps}}, "mean": {J, F, JF, fps}, "config": {...}};
-J, F, JF as fractions 0..1), the predicted label maps DIR/<seq>/<frame>.png (paletted PNG,
-pixel value = object id) and, with --video, DIR/<seq>.mp4 overlays.
+DAVIS 2016 or 2017 layout (several objects per sequence, objects absent in some frames). Each
+object is prompted with its annotated mask in the first frame it appears in (causally, just
+before that frame; never again), the online engine runs frame by frame, and J (region IoU), F
+(boundary) and J&F are scored per sequence over every object and all frames but the first and
+the last (DAVIS convention). Per object, re-acquisition is scored too: its state timeline; for
+every time the ground truth shows it gone (no pixel, or under 5% of its typical area) and back,
+the J over the frames after its return and the frames until it was re-acquired (state TRACKING
+and IoU >= 0.5); id swaps (its mask matches another object better than its own, IoU >= 0.5);
+false-positive frames (a mask claimed while the ground truth has none of it); its final state.
+Writes DIR/summary.json ({"sequences": {seq: {J, F, JF, frames, fps, objects: {id: {J, F,
+prompted_at, timeline, events, id_swaps, false_positive_frames, final_state, ...}},
+reacquisition}}, "mean": {J, F, JF, fps}, "reacquisition": {...}, "config": {...}}; J, F, JF
+as fractions 0..1), the predicted label maps DIR/<seq>/<frame>.png (paletted PNG, pixel value
+= object id) and, with --video, DIR/<seq>.mp4 overlays.
 fps = frames / seconds inside engine.step() (JPEG decoding, scoring and writing excluded);
 the mean fps is all frames / all seconds in engine.step(); the mean J and F average all objects
 of all sequences (as the DAVIS toolkit; with one object per sequence, the mean over sequences).
