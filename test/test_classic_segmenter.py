@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from sampt_ros.core.classic_segmenter import ClassicSegmenter
-from sampt_ros.core.config import ClassicConfig, load_config
+from sampt_ros.core.backends.classic import ClassicConfig
+from sampt_ros.core.config import load_config
+from sampt_ros.core.types import SegmentRequest
 
 H, W = 240, 320
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +21,13 @@ def noise(seed: int, mean, spread: float = 40.0) -> np.ndarray:
     img = np.asarray(mean, np.float32) + rng.normal(0.0, spread, (H, W, 3)).astype(np.float32)
     img = cv2.GaussianBlur(img, (3, 3), 0)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def seg1(seg: ClassicSegmenter, points, labels, prior=None, object_id: int = 1, probe: bool = False):
+    """One request through the Segmenter protocol: ``(HxW bool mask, score)``."""
+    req = SegmentRequest(object_id, np.asarray(points, np.float64), np.asarray(labels), prior, probe)
+    answer = seg.segment([req])[0]
+    return answer.mask, answer.score
 
 
 def disc(cx: float, cy: float, r: float) -> np.ndarray:
@@ -49,7 +58,7 @@ def test_points_only_finds_a_textured_disc():
     seg = ClassicSegmenter(ClassicConfig())
     seg.set_image(scene(gt))
     pts = np.vstack([[[160, 120]], ring_points(160, 120, 18)])
-    mask, score = seg.segment(pts, np.ones(len(pts), int), None)
+    mask, score = seg1(seg, pts, np.ones(len(pts), int), None)
     assert mask.shape == (H, W) and mask.dtype == bool
     assert isinstance(score, float) and 0.0 <= score <= 1.0
     assert iou(mask, gt) > 0.9
@@ -61,7 +70,7 @@ def test_shifted_prior_is_corrected_by_colour():
     seg = ClassicSegmenter(ClassicConfig())
     seg.set_image(scene(gt))
     prior = disc(165, 116, 40)  # the motion prediction is off by ~6 px
-    mask, score = seg.segment([[160, 120]], [1], prior)
+    mask, score = seg1(seg, [[160, 120]], [1], prior)
     assert iou(prior, gt) < 0.86
     assert iou(mask, gt) > 0.9
     assert 0.0 < score <= 1.0
@@ -76,10 +85,10 @@ def test_previous_mask_is_moved_by_dense_flow():
     frame1[new] = np.roll(np.roll(frame0, 6, axis=0), 14, axis=1)[new]
     seg = ClassicSegmenter(ClassicConfig())
     seg.set_image(frame0)
-    seg.segment([[130, 110]], [1], old)
+    seg1(seg, [[130, 110]], [1], old)
     seg.set_image(frame1)
-    mask, _ = seg.segment([[144, 116]], [1], old)
-    assert seg.flow_matches == 1
+    mask, _ = seg1(seg, [[144, 116]], [1], old)
+    assert seg.stats()["flow_matches"] == 1
     assert iou(old, new) < 0.7
     assert iou(mask, new) > 0.9
 
@@ -94,15 +103,15 @@ def test_negative_points_carve_out_a_second_disc():
     labels = np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
 
     # A prior that wrongly covers both discs: the negatives remove the second one.
-    mask, _ = seg.segment(pts, labels, a | b)
+    mask, _ = seg1(seg, pts, labels, a | b)
     assert iou(mask, a) > 0.9
     assert (mask & b).sum() < 0.02 * b.sum()
     # Without the negatives the same prior keeps both discs (the test can fail).
-    both, _ = seg.segment(pos, np.ones(len(pos), int), a | b)
+    both, _ = seg1(seg, pos, np.ones(len(pos), int), a | b)
     assert iou(both, a | b) > 0.9
 
     # Points only, with the negatives: the box around the positives does not take disc b.
-    mask, _ = seg.segment(pts, labels, None)
+    mask, _ = seg1(seg, pts, labels, None)
     assert iou(mask, a) > 0.85
     assert (mask & b).sum() < 0.02 * b.sum()
 
@@ -111,11 +120,11 @@ def test_posterior_only_mode_and_flow_off():
     gt = disc(160, 120, 40)
     seg = ClassicSegmenter(ClassicConfig(graph_cut=False, flow="off"))
     seg.set_image(scene(gt))
-    mask, _ = seg.segment([[160, 120]], [1], disc(163, 118, 40))
+    mask, _ = seg1(seg, [[160, 120]], [1], disc(163, 118, 40))
     assert iou(mask, gt) > 0.9
     seg.set_image(scene(gt))
-    seg.segment([[160, 120]], [1], gt)
-    assert seg.flow_matches == 0
+    seg1(seg, [[160, 120]], [1], gt)
+    assert seg.stats()["flow_matches"] == 0
 
 
 def test_graph_cut_mode_runs_and_is_repeatable():
@@ -125,7 +134,7 @@ def test_graph_cut_mode_runs_and_is_repeatable():
     for _ in range(2):
         seg = ClassicSegmenter(ClassicConfig(graph_cut=True, iters=2))
         seg.set_image(img)
-        out.append(seg.segment([[160, 120]], [1], disc(166, 116, 40))[0])
+        out.append(seg1(seg, [[160, 120]], [1], disc(166, 116, 40))[0])
     np.testing.assert_array_equal(out[0], out[1])
     assert iou(out[0], gt) > 0.85
 
@@ -135,23 +144,23 @@ def test_counters_sizes_and_state():
     gt = disc(160, 120, 40)
     for k in range(3):
         seg.set_image(scene(gt))
-        mask, _ = seg.segment([[160, 120]], [1], gt)
+        mask, _ = seg1(seg, [[160, 120]], [1], gt)
         assert mask.shape == (H, W)  # full size even though the work happens at 160x120
-    assert seg.embeddings_computed == 3
-    assert seg.segmentations == 3
-    assert seg.flow_matches == 2  # frames 1 and 2 found frame 0's / 1's mask
+    assert seg.stats()["embeddings_computed"] == 3
+    assert seg.stats()["segmentations"] == 3
+    assert seg.stats()["flow_matches"] == 2  # frames 1 and 2 found frame 0's / 1's mask
     assert seg.image_shape == (H, W)
     seg.reset()
     assert seg.image_shape is None
     with pytest.raises(RuntimeError):
-        seg.segment([[1, 1]], [1])
+        seg1(seg, [[1, 1]], [1])
 
 
 def test_empty_prior_falls_back_to_points():
     gt = disc(160, 120, 40)
     seg = ClassicSegmenter(ClassicConfig())
     seg.set_image(scene(gt))
-    mask, _ = seg.segment([[160, 120]], [1], np.zeros((H, W), bool))
+    mask, _ = seg1(seg, [[160, 120]], [1], np.zeros((H, W), bool))
     assert iou(mask, gt) > 0.8
 
 
@@ -163,20 +172,20 @@ def test_validation_errors():
             ClassicConfig(**bad)
     seg = ClassicSegmenter(ClassicConfig())
     with pytest.raises(RuntimeError):
-        seg.segment([[10, 10]], [1])
+        seg1(seg, [[10, 10]], [1])
     with pytest.raises(ValueError):
         seg.set_image(np.zeros((H, W), np.uint8))
     with pytest.raises(ValueError):
         seg.set_image(np.zeros((H, W, 3), np.float64))
     seg.set_image(scene())
+    mask, score = seg1(seg, [[10, 10]], [0])  # no positive point and no prior: nothing to find
+    assert not mask.any() and score == 0.0
     with pytest.raises(ValueError):
-        seg.segment([[10, 10]], [0])  # no positive point
+        seg1(seg, [[10, 10]], [1, 1])  # labels do not match points
     with pytest.raises(ValueError):
-        seg.segment([[10, 10]], [1, 1])  # labels do not match points
+        seg1(seg, [[10, 10]], [1], np.zeros((H // 2, W), bool))  # prior of another size
     with pytest.raises(ValueError):
-        seg.segment([[10, 10]], [1], np.zeros((H // 2, W), bool))  # prior of another size
-    with pytest.raises(ValueError):
-        seg.segment([[np.nan, 10]], [1])
+        seg1(seg, [[np.nan, 10]], [1])
 
 
 @pytest.mark.shared

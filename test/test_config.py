@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sampt_ros.core.config import Config, config_from_dict, load_config, profile_path
+from sampt_ros.core.config import Config, config_from_dict, describe, load_config, profile_path
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 PROFILES = ["paper", "paper_reinit", "fast_gpu", "cpu", "random_weights"]
@@ -18,17 +18,44 @@ def test_every_profile_loads_over_the_node_defaults(name):
 
 
 def test_paper_profiles_hold_the_published_hyperparameters():
+    """SysCV/sam-pt's DAVIS configuration (commit 33f66f5, configs/model/sam_pt.yaml) and its code."""
+    for name in ("paper", "paper_reinit"):
+        paper = load_config([CONFIG / "sampt.yaml", CONFIG / f"{name}.yaml"])
+        assert (paper.tracker.kind, paper.tracker.window, paper.tracker.pips.stride, paper.tracker.pips.iters) == ("pips", 8, 4, 6)
+        assert (paper.tracker.pips.next_window_visibility, paper.tracker.pips.next_window_step) == (0.9, 0.02)
+        p = paper.prompting
+        assert (p.visibility_threshold, p.border_margin, p.others_as_negatives, p.require_own_positive) == (0.5, 0.01, True, False)
+        d = paper.segmenter.decoder
+        assert (paper.segmenter.kind, paper.segmenter.sam.model_type) == ("sam", "vit_h")
+        assert (d.refinement_iters, d.refinement_box, d.box_source, d.iou_threshold, d.batching) == (12, True, "full", 0.7, "exact")
+        assert (paper.engine.processing_long_side, paper.engine.overlap) == (1024, "confidence")
+        assert (paper.sampling.positive_method, paper.sampling.n_positive, paper.sampling.negative_method) == ("kmedoids", 8, "mixed")
+        assert paper.reid.kind == "off"  # SAM-PT has no re-detection
     paper = load_config([CONFIG / "paper.yaml"])
-    assert (paper.tracker.kind, paper.tracker.window, paper.tracker.pips.stride, paper.tracker.pips.iters) == ("pips", 8, 4, 6)
-    assert paper.tracker.pips.visibility_threshold == 0.9
-    assert (paper.segmenter.sam.model_type, paper.segmenter.sam.refinement_iters) == ("vit_h", 12)
-    assert (paper.sampling.positive_method, paper.sampling.n_positive, paper.sampling.n_negative) == ("kmedoids", 8, 1)
-    assert paper.engine.reinit_horizon == 0
+    assert (paper.engine.reinit_horizon, paper.sampling.n_negative) == (0, 1)
     reinit = load_config([CONFIG / "paper_reinit.yaml"])
-    assert (reinit.engine.reinit_horizon, reinit.sampling.n_negative) == (8, 72)
+    assert (reinit.engine.reinit_horizon, reinit.engine.reinit_resegment, reinit.sampling.n_negative) == (8, True, 72)
     assert load_config([CONFIG / "fast_gpu.yaml"]).segmenter.sam.model_type == "vit_b"
     cpu = load_config([CONFIG / "cpu.yaml"])
     assert (cpu.tracker.kind, cpu.segmenter.kind) == ("lk", "classic")
+
+
+def test_component_sections_come_from_the_registry():
+    from sampt_ros.core import registry
+
+    cfg = Config()
+    for family, section in registry.FAMILIES.items():
+        names = set(registry.backends(family))
+        sub = getattr(cfg, section)
+        for name in names:
+            assert isinstance(getattr(sub, name), registry.get(family, name).config)
+    assert {"pips", "lk"} <= set(registry.backends("tracker"))
+    assert {"sam", "classic"} <= set(registry.backends("segmenter"))
+    with pytest.raises(ValueError, match="unknown segmenter 'nope'"):
+        registry.get("segmenter", "nope")
+    described = describe(cfg)
+    assert "tracker.pips.next_window_visibility" in described and "segmenter.decoder.batching" in described
+    assert described["tracker.kind"]["choices"] == tuple(registry.backends("tracker"))
 
 
 def test_node_defaults_file_is_a_ros_parameter_file():
@@ -52,16 +79,19 @@ def test_dotted_names_and_overrides():
 @pytest.mark.parametrize(
     "data, match",
     [
-        ({"tracker": {"kind": "raft"}}, r"tracker.kind must be one of \['pips', 'lk'\]"),
+        ({"tracker": {"kind": "raft"}}, r"tracker.kind must be one of \[.*'pips'.*\], got 'raft'"),
         ({"tracker": {"pips": {"iters": 0}}}, "tracker.pips.iters must be in 1..32"),
-        ({"tracker": {"pips": {"visibility_threshold": 1.5}}}, "visibility_threshold"),
+        ({"prompting": {"visibility_threshold": 1.5}}, "prompting.visibility_threshold must be in 0.0..0.999"),
+        ({"engine": {"overlap": "biggest"}}, "engine.overlap must be one of"),
+        ({"segmenter": {"decoder": {"batching": "some"}}}, "segmenter.decoder.batching must be one of"),
+        ({"reid": {"kind": "magic"}}, "reid.kind must be one of"),
         ({"segmenter": {"sam": {"model_type": "vit_x"}}}, "model_type"),
         ({"sampling": {"n_positive": "8"}}, "sampling.n_positive must be an integer"),
         ({"sampling": {"n_positive": 0}}, "n_positive must be in 1..256"),
         ({"sampling": {"positive_method": "grid"}}, "positive_method"),
         ({"engine": {"reinit_horizon": 1}}, "reinit_horizon"),
         ({"engine": {"reinit_horizon": 9}, "tracker": {"kind": "pips"}}, "cannot exceed the PIPS window"),
-        ({"segmenter": {"sam": {"refinement_box": "yes"}}}, "true or false"),
+        ({"segmenter": {"decoder": {"refinement_box": "yes"}}}, "true or false"),
         ({"tracker": {"pips": {"device": "tpu"}}}, "device"),
         ({"trackr": {}}, "unknown config key 'trackr'"),
         ({"tracker": {"pips": {"iter": 3}}}, "unknown config key 'tracker.pips.iter'"),
@@ -99,4 +129,4 @@ def test_checkpoint_paths_expand_user_and_variables(monkeypatch):
 def test_defaults_are_the_paper_method():
     cfg = Config()
     assert cfg.tracker.kind == "pips" and cfg.segmenter.kind == "sam"
-    assert cfg.segmenter.sam.refinement_iters == 12 and cfg.sampling.n_positive == 8
+    assert cfg.segmenter.decoder.refinement_iters == 12 and cfg.sampling.n_positive == 8

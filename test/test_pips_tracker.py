@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import shared_path
 
-from sampt_ros.core.config import PipsConfig
+from sampt_ros.core.backends.pips import PipsConfig
 from sampt_ros.core.pips import PipsNet
 from sampt_ros.core.pips_tracker import OnlinePipsTracker
 

@@ -49,13 +49,13 @@ re-detected.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from .config import ClassicConfig
-from .types import as_labels, as_points, as_rgb_image
+from .backends.classic import ClassicConfig
+from .types import SegmentRequest, Segmentation, as_labels, as_points, as_rgb_image
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -83,37 +83,52 @@ class ClassicSegmenter:
     """Weight-free prompted segmenter (implements ``Segmenter``).
 
     Args:
-        cfg: :class:`~sampt_ros.core.config.ClassicConfig`.
+        cfg: :class:`~sampt_ros.core.backends.classic.ClassicConfig`.
 
     Example::
 
         seg = ClassicSegmenter(ClassicConfig())
-        seg.set_image(frame)                                   # HxWx3 uint8 RGB
-        mask, score = seg.segment(points, labels, prev_mask)   # HxW bool, float in 0..1
+        seg.set_image(frame)                                          # HxWx3 uint8 RGB
+        [answer] = seg.segment([SegmentRequest(1, points, labels, prior)])
+        answer.logits, answer.score                                   # HxW float32, float in 0..1
 
-    The segmenter is stateful across frames (the previous image and masks, for the flow prior
-    and the colour memory); :meth:`reset` forgets that. Not thread-safe.
+    The segmenter is stateful across frames: the previous image (for the flow) and, per object
+    id, the last mask it produced and the object's colour memory; :meth:`remove_object` and
+    :meth:`reset` forget them. Probe requests (re-detection candidates) leave that state alone.
+    Not thread-safe.
     """
 
     #: the engine passes each object's moved previous mask (this segmenter uses it)
-    uses_prev_mask = True
+    uses_prior = True
+    #: everything runs on the CPU (OpenCV)
+    device = "cpu"
 
     def __init__(self, cfg: Optional[ClassicConfig] = None) -> None:
         cfg = ClassicConfig() if cfg is None else cfg
         if not isinstance(cfg, ClassicConfig):
             raise ValueError(f"cfg must be a ClassicConfig, got {type(cfg).__name__}")
         self.cfg = cfg
-        #: per-frame image preparations (resize, colours, flow), exactly one per set_image()
-        self.embeddings_computed = 0
-        #: segment() calls answered
-        self.segmentations = 0
-        #: segment() calls whose prior was replaced by a flow-moved previous mask
-        self.flow_matches = 0
+        self._counts = {"embeddings_computed": 0, "segmentations": 0, "flow_matches": 0}
         self._dis = None
         if cfg.flow != "off":
             self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[cfg.flow])
             self._dis.setFinestScale(cfg.flow_finest_scale)
         self.reset()
+
+    def stats(self) -> Dict[str, float]:
+        """``embeddings_computed`` (image preparations: resize, colours, flow; one per set_image),
+        ``segmentations`` (requests answered), ``flow_matches`` (priors replaced by the
+        flow-moved previous mask)."""
+        return dict(self._counts)
+
+    def features(self):
+        """None: this segmenter computes no learned features (the colour memory reads the image)."""
+        return None
+
+    def remove_object(self, object_id: int) -> None:
+        """Forget the object's previous mask and colour memory."""
+        self._prev_segments.pop(object_id, None)
+        self._segments.pop(object_id, None)
 
     def reset(self) -> None:
         """Forget the current and previous image and every remembered mask."""
@@ -125,8 +140,8 @@ class ClassicSegmenter:
         self._flow: Optional[np.ndarray] = None  # hxwx2 float32 flow, current -> previous image
         self._grid: Optional[Tuple[np.ndarray, np.ndarray]] = None  # pixel x, y coordinates (hxw float32)
         self._flow_map: Optional[Tuple[np.ndarray, np.ndarray]] = None  # remap maps, current -> previous
-        self._prev_segments: List[_Segment] = []
-        self._segments: List[_Segment] = []
+        self._prev_segments: Dict[int, _Segment] = {}  # object id -> its segment on the previous image
+        self._segments: Dict[int, _Segment] = {}  # object id -> its segment on the current image
 
     # ------------------------------------------------------------------ image
     def set_image(self, image: np.ndarray) -> None:
@@ -155,8 +170,8 @@ class ClassicSegmenter:
                                                np.arange(grey.shape[0], dtype=np.float32)))
             gx, gy = self._grid
             self._flow_map = (gx + self._flow[..., 0], gy + self._flow[..., 1])
-        self._prev_segments = self._segments if self._flow_map is not None else []
-        self._segments = []
+        self._prev_segments = self._segments if self._flow_map is not None else {}
+        self._segments = {}
 
         bins = cfg.colour_bins
         q = (cv2.cvtColor(work, cv2.COLOR_RGB2Lab).astype(np.int32) * bins) >> 8
@@ -165,7 +180,7 @@ class ClassicSegmenter:
         self._grey = grey
         self._scale = size[0] / float(w)
         self._full_shape = (h, w)
-        self.embeddings_computed += 1
+        self._counts["embeddings_computed"] += 1
 
     @property
     def image_shape(self) -> Optional[Tuple[int, int]]:
@@ -173,52 +188,55 @@ class ClassicSegmenter:
         return self._full_shape
 
     # ------------------------------------------------------------------ segment
-    def segment(
-        self,
-        points: np.ndarray,
-        labels: np.ndarray,
-        prev_mask: Optional[np.ndarray] = None,
-    ) -> Tuple[np.ndarray, float]:
+    def segment(self, requests: Sequence[SegmentRequest]) -> List[Segmentation]:
+        """Segment every request in the current image (see :meth:`segment_one`)."""
+        return [self.segment_one(r) for r in requests]
+
+    def segment_one(self, request: SegmentRequest) -> Segmentation:
         """Segment one object in the current image.
 
-        Args:
-            points: ``Nx2 float`` (x, y) pixels of the full image, at least one positive.
-            labels: ``N int``, 1 positive / 0 negative.
-            prev_mask: ``HxW bool`` prior (the previous mask moved by the points' motion) or None.
+        Uses ``request.points`` / ``labels`` (``Nx2`` (x, y) pixels of the full image, 1
+        positive / 0 negative) and ``request.prior`` (``HxW bool``: where the object probably
+        is now, or None). Without a prior at least one positive point is needed; with neither
+        the answer is an empty mask.
 
-        Returns:
-            ``(mask, score)``: ``HxW bool`` and a confidence in 0..1.
+        Returns a :class:`Segmentation`: ``HxW float32`` logits (positive inside the mask; their
+        size is the posterior's confidence) and a score in 0..1 (the share of positive points
+        inside the mask, times the mask's IoU with the prior when there is one).
 
         Raises ``RuntimeError`` before set_image(), ``ValueError`` for a malformed prompt.
         """
         if self._work is None or self._full_shape is None:
             raise RuntimeError("segment() called before set_image()")
-        pts = as_points(points)
-        lab = as_labels(labels, len(pts))
-        if not np.any(lab == 1):
-            raise ValueError("segment() needs at least one positive point")
+        pts = as_points(request.points)
+        lab = as_labels(request.labels, len(pts))
         H, W = self._full_shape
         prior_full = None
-        if prev_mask is not None:
-            prior_full = np.asarray(prev_mask)
+        if request.prior is not None:
+            prior_full = np.asarray(request.prior)
             if prior_full.shape != (H, W):
-                raise ValueError(f"prev_mask must have the image's shape {(H, W)}, got {prior_full.shape}")
+                raise ValueError(f"prior must have the image's shape {(H, W)}, got {prior_full.shape}")
             prior_full = prior_full.astype(bool)
             if not prior_full.any():
                 prior_full = None
-        self.segmentations += 1
+        if prior_full is None and not np.any(lab == 1):
+            return Segmentation(np.full((H, W), -np.inf, np.float32), 0.0)
+        self._counts["segmentations"] += 1
 
         h, w = self._work.shape[:2]
         wpts = pts * self._scale
         pos, neg = wpts[lab == 1], wpts[lab == 0]
         prior = None
+        confidence = None
         if prior_full is not None:
             prior = cv2.resize(prior_full.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_AREA) >= 128
             if not prior.any():  # a tiny object: keep at least the pixels it touches
                 prior = cv2.resize(prior_full.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
             point_prior = prior
-            prior, memory = self._flow_prior(prior)
-            trimap, fg_hist, bg_hist, pos = self._trimap_from_prior(
+            memory = None
+            if not request.probe:
+                prior, memory = self._flow_prior(prior, request.object_id)
+            trimap, fg_hist, bg_hist, pos, confidence = self._trimap_from_prior(
                 prior, pos, neg, memory, point_prior if memory is not None else None)
             fg = self._graph_cut(trimap, self.cfg.iters if self.cfg.graph_cut else 0)
             # Parts of the object cut off by a thin occluder (a pole) are still inside the
@@ -232,39 +250,37 @@ class ClassicSegmenter:
         fg = self._keep_supported_components(fg, pos, neg, support)
         if fg_hist is None and fg.any():
             fg_hist, bg_hist = self._histograms(fg, self._ring(fg))
-        self._segments.append(_Segment(fg, fg_hist, bg_hist))
+        if not request.probe:
+            self._segments[request.object_id] = _Segment(fg, fg_hist, bg_hist)
         if not fg.any():
-            return np.zeros((H, W), bool), 0.0
+            return Segmentation(np.full((H, W), -np.inf, np.float32), 0.0)
 
-        mask = self._upsample(fg, (H, W))
-        score = self._points_inside(mask, pts[lab == 1])
+        logits = self._upsample_logits(fg, confidence, (H, W))
+        score = self._points_inside(logits > 0, pts[lab == 1]) if np.any(lab == 1) else 1.0
         if prior is not None:
             union = np.logical_or(fg, prior).sum()
             score *= float(np.logical_and(fg, prior).sum()) / float(max(union, 1))
-        return mask, float(np.clip(score, 0.0, 1.0))
+        return Segmentation(logits, float(np.clip(score, 0.0, 1.0)))
 
     # ------------------------------------------------------------------ prior and posterior
-    def _flow_prior(self, prior: np.ndarray) -> Tuple[np.ndarray, Optional[_Segment]]:
-        """The previous mask of the same object moved by dense flow (and its memory), if one matches.
+    def _flow_prior(self, prior: np.ndarray, object_id: int) -> Tuple[np.ndarray, Optional[_Segment]]:
+        """The object's previous mask moved by dense flow (and its colour memory), if it matches the prior.
 
-        Returns ``(prior, matched segment or None)``; the prior is unchanged when none matches.
+        Returns ``(prior, the previous segment or None)``; the prior is unchanged when the
+        flow-moved mask overlaps it by no more than ``match_iou`` (the previous mask had
+        drifted, or the flow failed).
         """
-        if self._flow_map is None or not self._prev_segments:
+        seg = self._prev_segments.get(object_id)
+        if self._flow_map is None or seg is None or seg.mask.shape != prior.shape or not seg.mask.any():
             return prior, None
         mx, my = self._flow_map
-        best, best_iou, best_seg = None, self.cfg.match_iou, None
-        for seg in self._prev_segments:
-            if seg.mask.shape != prior.shape or not seg.mask.any():
-                continue
-            moved = cv2.remap(seg.mask.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderValue=0) >= 0.5
-            union = np.logical_or(moved, prior).sum()
-            iou = np.logical_and(moved, prior).sum() / max(union, 1)
-            if iou > best_iou and moved.any():
-                best, best_iou, best_seg = moved, iou, seg
-        if best is None:
+        moved = cv2.remap(seg.mask.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderValue=0) >= 0.5
+        union = np.logical_or(moved, prior).sum()
+        iou = np.logical_and(moved, prior).sum() / max(union, 1)
+        if iou <= self.cfg.match_iou or not moved.any():
             return prior, None
-        self.flow_matches += 1
-        return best, best_seg
+        self._counts["flow_matches"] += 1
+        return moved, seg
 
     def _band(self, mask: np.ndarray) -> float:
         """Width (working px) of the uncertain band for an object of this mask's size."""
@@ -290,7 +306,7 @@ class ClassicSegmenter:
 
         ``prior`` is the flow-moved mask (or the engine's prior when none matched),
         ``point_prior`` the engine's point-moved mask when the flow one replaced it.
-        Returns ``(trimap, fg_hist, bg_hist, positives used)``.
+        Returns ``(trimap, fg_hist, bg_hist, positives used, posterior logit hxw float32)``.
         """
         cfg = self.cfg
         band = self._band(prior)
@@ -330,7 +346,7 @@ class ClassicSegmenter:
         trimap[logit > -t] = cv2.GC_PR_BGD
         trimap[logit > 0] = cv2.GC_PR_FGD
         trimap[logit > t] = cv2.GC_FGD
-        return trimap, fg_hist, bg_hist, pos
+        return trimap, fg_hist, bg_hist, pos, logit
 
     @staticmethod
     def _sample(image: np.ndarray, pts: np.ndarray, default: float) -> np.ndarray:
@@ -470,12 +486,23 @@ class ClassicSegmenter:
         return out
 
     @staticmethod
-    def _upsample(fg: np.ndarray, shape) -> np.ndarray:
+    def _upsample_logits(fg: np.ndarray, confidence: Optional[np.ndarray], shape) -> np.ndarray:
+        """``HxW float32`` logits of the working-resolution mask ``fg`` at the full size.
+
+        The 3x3-blurred mask minus one half (a smooth edge), scaled by the posterior's
+        confidence (``|logit|``, at least 0.5; 1 without a posterior), then upsampled linearly:
+        positive inside the mask, and where two objects' masks overlap the more certain wins.
+        """
         H, W = shape
-        if fg.shape == (H, W):
-            return fg.copy()
         soft = cv2.GaussianBlur(fg.astype(np.float32), (3, 3), 0)
-        return cv2.resize(soft, (W, H), interpolation=cv2.INTER_LINEAR) >= 0.5
+        soft -= 0.5
+        if confidence is not None:
+            soft *= np.maximum(np.abs(confidence), np.float32(0.5))
+        else:
+            soft *= np.float32(2.0)
+        if fg.shape == (H, W):
+            return soft
+        return cv2.resize(soft, (W, H), interpolation=cv2.INTER_LINEAR)
 
     @staticmethod
     def _points_inside(mask: np.ndarray, pts: np.ndarray) -> float:

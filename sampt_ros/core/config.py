@@ -6,210 +6,100 @@ a file may hold the tree directly or wrapped in ROS 2's parameter-file form
 names (``tracker.kind``). Several files merge left to right, so a profile file
 (``config/cpu.yaml``) can be laid over the node's defaults (``config/sampt.yaml``).
 Keys the core does not know but ROS does (topic names, QoS, ...) live under ``node``.
+
+The tree::
+
+    profile
+    engine      the online loop: re-initialisation, processing resolution, overlap rule
+    prompting   how tracked points become prompts (visibility, border rule, negatives)
+    tracker     kind + one section per registered tracker (pips, lk) + window
+    segmenter   kind + one section per registered segmenter (sam, sam_hq, sam2, classic)
+                + decoder (SAM-PT's prompt passes, shared by the SAM family)
+    sampling    query points sampled from masks
+    reid        appearance memory and re-detection: kind (off or a registered memory) + its section
+    node        the ROS node's own settings (validated by the node)
+
+The ``tracker``, ``segmenter`` and ``reid`` sections are assembled from
+:mod:`sampt_ros.core.registry`: a backend module brings its own section.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-_DEVICES = ("auto", "cpu", "cuda")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    _check(value in choices, f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _expand(path: str) -> str:
-    """Checkpoint paths may use ``~`` and ``$VARS`` (e.g. ``$SAMPT_WEIGHTS/sam_vit_h_4b8939.pth``)."""
-    return os.path.expanduser(os.path.expandvars(path)) if path else path
-
-
-def _check_device(name: str, value: str) -> None:
-    _check(
-        value in _DEVICES or value.startswith("cuda:"),
-        f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}",
-    )
-
-
-def setting(default: Any, doc: str, *, range: Optional[Tuple[float, float]] = None,
-            choices: Optional[Sequence[Any]] = None):
-    """A config field with its documentation and valid values.
-
-    The one place a setting's bounds live: :class:`Section` checks them at construction and
-    the ROS node turns them into parameter descriptors (description, integer/float range).
-    ``range`` is inclusive; rules a range cannot say go in :meth:`Section.validate`.
-    """
-    meta: Dict[str, Any] = {"doc": doc}
-    if range is not None:
-        meta["range"] = tuple(range)
-    if choices is not None:
-        meta["choices"] = tuple(choices)
-    return field(default=default, metadata=meta)
-
-
-class Section:
-    """Base of the config dataclasses: validates every field's declared range and choices."""
-
-    #: the section's dotted name in the tree, used in error messages (``tracker.pips``)
-    path: ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            name = f"{self.path}.{f.name}" if self.path else f.name
-            rng = f.metadata.get("range")
-            if rng is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-                _check(rng[0] <= value <= rng[1], f"{name} must be in {rng[0]}..{rng[1]}, got {value}")
-            choices = f.metadata.get("choices")
-            if choices is not None:
-                _check_choice(name, value, choices)
-        self.validate()
-
-    def validate(self) -> None:
-        """Rules that a range or a list of choices cannot say (odd sizes, open bounds, devices)."""
-
-
-def describe(section: Section, prefix: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
-    """Every leaf setting of a section tree: ``dotted name -> {default, doc, range, choices}``.
-
-    ``default`` is the value in ``section`` (so a loaded config describes its own values).
-    """
-    prefix = section.path if prefix is None else prefix
-    out: Dict[str, Dict[str, Any]] = {}
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        name = f"{prefix}.{f.name}" if prefix else f.name
-        if isinstance(value, Section):
-            out.update(describe(value, name))
-        elif f.metadata:
-            out[name] = {"default": value, "doc": f.metadata.get("doc", name),
-                         "range": f.metadata.get("range"), "choices": f.metadata.get("choices")}
-    return out
-
-
-@dataclass
-class PipsConfig(Section):
-    """PIPS point tracker (Harley et al. 2022) as SAM-PT runs it."""
-
-    path: ClassVar[str] = "tracker.pips"
-    checkpoint: str = setting("", "path to the official PIPS model-000200000.pth (~ and $VARS expand)")
-    allow_random_weights: bool = setting(False, "run with random weights when no checkpoint is given (tests, benchmarks)")
-    stride: int = setting(4, "feature stride in pixels (SAM-PT: 4)", choices=(4, 8))
-    iters: int = setting(6, "PIPS refinement iterations per window", range=(1, 32))
-    visibility_threshold: float = setting(0.9, "a point is visible when sigmoid(visibility logit) > this",
-                                          range=(0.0, 0.999))
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    half: bool = setting(False, "run the network in float16 on CUDA")
-
-    def validate(self) -> None:
-        self.checkpoint = _expand(self.checkpoint)
-        _check_device("tracker.pips.device", self.device)
-
-
-@dataclass
-class LkConfig(Section):
-    """Pyramidal Lucas-Kanade tracker with a forward-backward check (weight-free)."""
-
-    path: ClassVar[str] = "tracker.lk"
-    win_size: int = setting(21, "side of the LK search window in pixels (odd)", range=(5, 101))
-    max_level: int = setting(3, "pyramid levels above the base", range=(0, 8))
-    fb_threshold: float = setting(2.0, "forward-backward error (px) above which a point counts occluded",
-                                  range=(0.01, 1000.0))
-    max_error: float = setting(30.0, "mean patch error above which a point counts occluded", range=(0.01, 1000.0))
-    iterations: int = setting(20, "LK iterations per pyramid level", range=(1, 100))
-
-    def validate(self) -> None:
-        _check(self.win_size % 2 == 1, f"tracker.lk.win_size must be odd, got {self.win_size}")
-
-
-@dataclass
-class TrackerConfig(Section):
-    path: ClassVar[str] = "tracker"
-    kind: str = setting("pips", "point tracker: pips, or lk (Lucas-Kanade, weight-free)", choices=("pips", "lk"))
-    window: int = setting(8, "frames per tracking window (PIPS' S); also the frame buffer size", range=(2, 64))
-    pips: PipsConfig = field(default_factory=PipsConfig)
-    lk: LkConfig = field(default_factory=LkConfig)
-
-    def validate(self) -> None:
-        _check(self.window == 8 or self.kind != "pips", f"tracker.window must be 8 for PIPS, got {self.window}")
-
-
-@dataclass
-class SamConfig(Section):
-    """Segment Anything prompted with tracked points."""
-
-    path: ClassVar[str] = "segmenter.sam"
-    model_type: str = setting("vit_h", "vit_h, vit_l, vit_b (official checkpoints) or tiny (tests only)",
-                              choices=("vit_h", "vit_l", "vit_b", "tiny"))
-    checkpoint: str = setting("", "path to the official sam_vit_*.pth (~ and $VARS expand)")
-    allow_random_weights: bool = setting(False, "run with random weights when no checkpoint is given (tests, benchmarks)")
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    refinement_iters: int = setting(12, "extra pass-2 iterations after the first two passes", range=(0, 64))
-    refinement_box: bool = setting(True, "give the current mask's bounding box in refinement passes")
-
-    def validate(self) -> None:
-        self.checkpoint = _expand(self.checkpoint)
-        _check_device("segmenter.sam.device", self.device)
-
-
-@dataclass
-class ClassicConfig(Section):
-    """The weight-free segmenter: a dense-flow-moved prior weighed against colour and motion."""
-
-    path: ClassVar[str] = "segmenter.classic"
-    work_size: int = setting(427, "long side (px) of the working resolution", range=(64, 4096))
-    band: float = setting(0.2, "width of the uncertain band around the prior, as a fraction of the object's size",
-                          range=(0.01, 2.0))
-    graph_cut: bool = setting(False, "settle uncertain pixels with GrabCut (slower); off: the posterior's sign")
-    iters: int = setting(1, "GrabCut iterations (with graph_cut, and for point-only prompts)", range=(1, 20))
-    seed_radius: int = setting(3, "radius (working px) of the certain disk around each prompt point", range=(0, 50))
-    box_grow: float = setting(0.5, "points only: the box around the positives grows by this x their spread",
-                              range=(0.0, 5.0))
-    flow: str = setting("ultrafast", "dense flow (DIS preset) that moves the previous mask: off, ultrafast, fast, medium",
-                        choices=("off", "ultrafast", "fast", "medium"))
-    flow_finest_scale: int = setting(0, "DIS finest pyramid level (0: full working resolution; finer, slower)",
-                                     range=(0, 4))
-    match_iou: float = setting(0.2, "a previous mask moved by flow replaces the prior when their IoU exceeds this",
-                               range=(0.0, 0.99))
-    colour_bins: int = setting(16, "Lab histogram bins per channel", range=(4, 64))
-    colour_weight: float = setting(0.5, "weight of the colour log-likelihood ratio in the posterior", range=(0.0, 10.0))
-    prior_weight: float = setting(3.0, "the prior's logit deep inside (+) / far outside (-) the moved mask",
-                                  range=(0.0, 50.0))
-    point_prior_weight: float = setting(0.0, "share of the engine's point-moved mask in the prior (rest: flow-moved)",
-                                        range=(0.0, 1.0))
-    prior_softness: float = setting(0.5, "distance (fraction of the band) over which the prior's logit saturates",
-                                    range=(0.01, 10.0))
-    motion_weight: float = setting(0.5, "weight of the motion log-likelihood ratio (object vs surroundings; 0 = off)",
-                                   range=(0.0, 10.0))
-    motion_max_gain: float = setting(0.0, "cap of the motion evidence for the object (against is capped at 5)",
-                                     range=(0.0, 5.0))
-    motion_sigma: float = setting(1.0, "least flow noise (working px) in the motion likelihoods", range=(0.01, 100.0))
-    memory: float = setting(0.03, "update rate of an object's colour histograms per frame (1 = no memory)",
-                            range=(0.001, 1.0))
-    point_gate: float = setting(1.0, "positives further outside the moved mask than this x band are ignored",
-                                range=(0.0, 100.0))
-    certain_logit: float = setting(3.0, "|posterior logit| above which a pixel is definite for the graph cut",
-                                   range=(0.01, 100.0))
-    seed: int = setting(0, "seed of GrabCut's k-means (OpenCV's RNG), for repeatable masks", range=(0, 2**31 - 1))
-
-
-@dataclass
-class SegmenterConfig(Section):
-    path: ClassVar[str] = "segmenter"
-    kind: str = setting("sam", "segmenter: sam, or classic (weight-free)", choices=("sam", "classic"))
-    sam: SamConfig = field(default_factory=SamConfig)
-    classic: ClassicConfig = field(default_factory=ClassicConfig)
-
+from . import registry
+from .settings import (  # noqa: F401 - the vocabulary of the tree, re-exported for its users
+    Section,
+    build_section,
+    check,
+    describe,
+    setting,
+    subsection,
+)
 
 _SAMPLING_METHODS = ("kmedoids", "shi_tomasi", "random", "mixed")
+
+
+@dataclass
+class EngineConfig(Section):
+    """The online SAM-PT loop."""
+
+    path: ClassVar[str] = "engine"
+    reinit_horizon: int = setting(0, "re-sample query points from the newest mask every h frames (0 = off)",
+                                  range=(0, 64))
+    reinit_resegment: bool = setting(False, "segment the re-initialisation frame again from the new points and "
+                                            "publish that mask (SAM-PT does)")
+    max_objects: int = setting(32, "most objects tracked at once (the mask topic is a mono8 label image)",
+                               range=(1, 255))
+    processing_long_side: int = setting(0, "resize every frame so its long side is this many pixels before tracking "
+                                           "and segmenting (SAM-PT: 1024); outputs return to the input size; "
+                                           "0: the input size", range=(0, 8192))
+    overlap: str = setting("confidence", "where masks overlap: confidence (the highest logit wins, background at 0, "
+                                         "as SAM-PT) or id (the higher object id wins)",
+                           choices=("confidence", "id"))
+
+    def validate(self) -> None:
+        check(self.reinit_horizon != 1, "engine.reinit_horizon must be 0 (off) or in 2..64, got 1")
+        check(self.processing_long_side == 0 or self.processing_long_side >= 64,
+              f"engine.processing_long_side must be 0 or >= 64, got {self.processing_long_side}")
+
+
+@dataclass
+class PromptingConfig(Section):
+    """How tracked points become segmenter prompts, for every segmenter (SAM-PT's rules)."""
+
+    path: ClassVar[str] = "prompting"
+    visibility_threshold: float = setting(0.5, "a tracked point is visible when the tracker's visibility score "
+                                               "exceeds this (SAM-PT: 0.5)", range=(0.0, 0.999))
+    border_margin: float = setting(0.01, "a point within this fraction of the width/height of the image border "
+                                         "(or outside) is not visible (SAM-PT: 0.01); 0: such points are clipped "
+                                         "into the image and kept", range=(0.0, 0.25))
+    others_as_negatives: bool = setting(True, "other objects' visible positive points are negative points of "
+                                              "each object (SAM-PT: true)")
+    require_own_positive: bool = setting(False, "an object with no visible positive point of its own gets no mask; "
+                                                "false: it is still prompted while any prompt point is visible "
+                                                "(SAM-PT)")
+
+
+@dataclass
+class DecoderConfig(Section):
+    """SAM-PT's prompt passes on one image embedding (the SAM family: sam, sam_hq, sam2)."""
+
+    path: ClassVar[str] = "segmenter.decoder"
+    refinement_iters: int = setting(12, "extra pass-2 iterations after the first two passes (SAM-PT: 12)",
+                                    range=(0, 64))
+    refinement_box: bool = setting(True, "give the current mask's bounding box in refinement passes (SAM-PT)")
+    box_source: str = setting("full", "where the refinement box and the stop rule come from: full (the upsampled "
+                                      "logits, as SAM-PT) or low_res (the 256x256 logits mapped to input pixels; "
+                                      "faster)", choices=("full", "low_res"))
+    iou_threshold: float = setting(0.7, "a mask whose last pass predicts an IoU below this is emptied "
+                                        "(SAM-PT: 0.7; 0 = off)", range=(0.0, 1.0))
+    batching: str = setting("exact", "objects per decoder call: exact (one call per prompt length: identical to "
+                                     "one object at a time) or padded (every object in one call, prompts padded "
+                                     "with SAM's not-a-point label)", choices=("exact", "padded"))
 
 
 @dataclass
@@ -224,22 +114,62 @@ class SamplingConfig(Section):
                                    choices=_SAMPLING_METHODS)
     n_negative: int = setting(1, "negative query points sampled per object", range=(0, 256))
     max_pixels: int = setting(1500, "mask pixels subsampled for K-Medoids", range=(10, 20000))
-    seed: int = setting(0, "seed of the samplers (the same mask gives the same points)",
+    seed: int = setting(0, "seed of the samplers; each object and each re-sampling draws its own stream",
                         range=(-(2**31), 2**31 - 1))
 
 
-@dataclass
-class EngineConfig(Section):
-    """The online SAM-PT engine."""
+def _family_section(family: str, default_kind: str, doc: str, extra: Sequence[Tuple[str, type, Any]] = (),
+                    off: bool = False, validate=None) -> type:
+    """The section of one component family: ``kind`` (a registered backend, or ``off``), the
+    family's own settings (``extra``) and one sub-section per registered backend."""
+    known = registry.backends(family)
+    section = registry.FAMILIES[family]
+    choices = (("off",) if off else ()) + tuple(known)
+    names = ", ".join(f"{n} ({b.doc})" for n, b in known.items())
+    fields = [("kind", str, setting(default_kind, f"{doc}: {'off, ' if off else ''}{names}", choices=choices))]
+    fields += list(extra)
+    fields += [(name, b.config, subsection(b.config)) for name, b in known.items()]
+    namespace = {"path": section, "__doc__": f"The {section} section: {doc}."}
+    if validate is not None:
+        namespace["validate"] = validate
+    return make_dataclass(f"{section.title()}Config", fields, bases=(Section,), namespace=namespace)
 
-    path: ClassVar[str] = "engine"
-    reinit_horizon: int = setting(0, "re-sample query points from the newest mask every h frames (0 = off)",
-                                  range=(0, 64))
-    max_objects: int = setting(32, "most objects tracked at once (the mask topic is a mono8 label image)",
-                               range=(1, 255))
 
-    def validate(self) -> None:
-        _check(self.reinit_horizon != 1, "engine.reinit_horizon must be 0 (off) or in 2..64, got 1")
+def _tracker_validate(self) -> None:
+    check(self.window == 8 or self.kind != "pips", f"tracker.window must be 8 for PIPS, got {self.window}")
+
+
+TrackerConfig = _family_section(
+    "tracker", "pips", "point tracker",
+    extra=[("window", int, setting(8, "frames per tracking window (PIPS' S); also the frame buffer size",
+                                   range=(2, 64)))],
+    validate=_tracker_validate)
+
+SegmenterConfig = _family_section(
+    "segmenter", "sam", "segmenter", extra=[("decoder", DecoderConfig, subsection(DecoderConfig))])
+
+ReidConfig = _family_section(
+    "memory", "off", "appearance memory that confirms masks and re-detects lost objects", off=True,
+    extra=[
+        ("lost_after", int, setting(10, "frames an object stays OCCLUDED (no trusted mask) before it is LOST",
+                                    range=(0, 100000))),
+        ("min_score", float, setting(0.3, "an object's score (segmenter confidence x agreement with its memory) "
+                                          "below this: the mask is not trusted and not published", range=(0.0, 1.0))),
+        ("update_score", float, setting(0.6, "the memory learns only from masks scoring at least this",
+                                        range=(0.0, 1.0))),
+        ("entries", int, setting(8, "appearance entries remembered per object (the oldest non-anchor entry "
+                                    "is replaced: memory stays bounded)", range=(1, 256))),
+        ("accept", float, setting(0.5, "re-detection: a candidate is accepted when its score reaches this",
+                                  range=(0.0, 1.0))),
+        ("candidates", int, setting(3, "candidate locations tried per lost object per search", range=(1, 64))),
+        ("objects_per_frame", int, setting(2, "lost objects searched per frame (round robin; bounds the cost)",
+                                           range=(1, 255))),
+        ("search_every", int, setting(1, "search for lost objects every n-th frame", range=(1, 1000))),
+        ("min_area_ratio", float, setting(0.2, "a mask smaller than this x the remembered area has collapsed",
+                                          range=(0.0, 1.0))),
+        ("max_area_ratio", float, setting(4.0, "a mask larger than this x the remembered area has leaked",
+                                          range=(1.0, 1000.0))),
+    ])
 
 
 @dataclass
@@ -248,15 +178,17 @@ class Config(Section):
 
     profile: str = setting("custom", "profile name, shown in reports; the node loads config/<profile>.yaml "
                                      "(or a YAML path) as its defaults when given")
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    engine: EngineConfig = subsection(EngineConfig)
+    prompting: PromptingConfig = subsection(PromptingConfig)
+    tracker: TrackerConfig = subsection(TrackerConfig)  # type: ignore[valid-type]
+    segmenter: SegmenterConfig = subsection(SegmenterConfig)  # type: ignore[valid-type]
+    sampling: SamplingConfig = subsection(SamplingConfig)
+    reid: ReidConfig = subsection(ReidConfig)  # type: ignore[valid-type]
     node: Dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.tracker.kind == "pips":
-            _check(
+            check(
                 self.engine.reinit_horizon <= self.tracker.window,
                 f"engine.reinit_horizon ({self.engine.reinit_horizon}) cannot exceed the PIPS window "
                 f"({self.tracker.window})",
@@ -318,57 +250,6 @@ def _unwrap_ros(tree: Mapping[str, Any]) -> Mapping[str, Any]:
                 _deep_merge(merged, unflatten(v["ros__parameters"] or {}))
             return merged
     return tree
-
-
-def build_section(cls, data: Mapping[str, Any], path: str):
-    """Construct dataclass ``cls`` from a mapping, rejecting unknown keys with their full name."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        name = f"{path}.{key}" if path else key
-        if key not in fields:
-            raise ValueError(f"unknown config key {name!r}; known keys here: {sorted(fields)}")
-        ftype = fields[key].type
-        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
-        if sub is not None:
-            kwargs[key] = build_section(sub, value or {}, name)
-        elif key == "node":
-            kwargs[key] = dict(value or {})
-        else:
-            kwargs[key] = _coerce(name, value, fields[key])
-    return cls(**kwargs)
-
-
-def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else None
-    if default is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
-        return value
-    return value
-
-
-_DATACLASSES = {
-    c.__name__: c
-    for c in (PipsConfig, LkConfig, TrackerConfig, SamConfig, ClassicConfig, SegmenterConfig,
-              SamplingConfig, EngineConfig)
-}
 
 
 def config_from_dict(data: Optional[Mapping[str, Any]] = None) -> Config:
@@ -442,4 +323,3 @@ def profile_path(name_or_path: str) -> str:
     return path
 
 
-PROFILES: List[str] = ["paper", "paper_reinit", "fast_gpu", "cpu", "random_weights"]

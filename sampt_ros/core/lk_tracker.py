@@ -37,7 +37,7 @@ from typing import Dict, Hashable, List, Optional
 import cv2
 import numpy as np
 
-from .config import LkConfig
+from .backends.lk import LkConfig
 from .types import TrackedPoints, as_points, as_rgb_image
 
 # Below this many visible points a similarity transform is not estimated (median shift instead).
@@ -67,7 +67,7 @@ class LucasKanadeTracker:
     """Online pyramidal Lucas-Kanade point tracker (implements ``PointTracker``).
 
     Args:
-        cfg: :class:`~sampt_ros.core.config.LkConfig` (window size, pyramid levels, thresholds).
+        cfg: :class:`~sampt_ros.core.backends.lk.LkConfig` (window size, pyramid levels, thresholds).
         window: how many recent frames are buffered (tracks can start on any of them).
 
     Example::
@@ -93,11 +93,17 @@ class LucasKanadeTracker:
         self._tracks: Dict[Hashable, _Track] = {}
         self._next_index = 0
         self._shape: Optional[tuple] = None
-        #: how many frames were prepared (grey conversion; exactly one per pushed frame)
-        self.frames_prepared = 0
-        #: how many LK calls were made: one forward + one backward per frame pair with tracks,
-        #: plus two per group of hidden points looked for again
-        self.lk_calls = 0
+        self._frames_prepared = 0
+        self._lk_calls = 0
+
+    #: everything runs on the CPU (OpenCV)
+    device = "cpu"
+
+    def stats(self) -> Dict[str, float]:
+        """``frames_prepared`` (grey conversions: exactly one per pushed frame) and ``lk_calls``
+        (one forward + one backward per frame pair with tracks, plus two per group of hidden
+        points looked for again)."""
+        return {"frames_prepared": self._frames_prepared, "lk_calls": self._lk_calls}
 
     # ------------------------------------------------------------------ frames
     def push_frame(self, image: np.ndarray) -> int:
@@ -113,7 +119,7 @@ class LucasKanadeTracker:
             )
         self._shape = image.shape[:2]
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        self.frames_prepared += 1
+        self._frames_prepared += 1
         index = self._next_index
         self._next_index += 1
         self._frames[index] = grey
@@ -164,9 +170,11 @@ class LucasKanadeTracker:
     def track(self) -> Dict[Hashable, TrackedPoints]:
         """Advance every track to the newest frame; returns ``{key: TrackedPoints}`` there.
 
-        ``points`` are ``Nx2 float (x, y)`` pixels in the newest frame, ``visible`` ``N bool``,
-        ``visibility`` ``N float`` in 0..1. A track whose query frame is the newest frame
-        returns its queries (visible where inside the image).
+        ``points`` are ``Nx2 float (x, y)`` pixels in the newest frame, ``visibility`` ``N float``
+        in 0..1: ``1 / (1 + (fb / fb_threshold)^2)`` for a point that passed the forward-backward
+        check (so above 0.5 exactly when its error is below the threshold), 0 for one that failed
+        or left the image. A track whose query frame is the newest frame returns its queries
+        (visibility 1 where inside the image).
         """
         newest = self.newest_index
         behind = []
@@ -191,12 +199,8 @@ class LucasKanadeTracker:
                     self._step(group, f, f + 1)
                     for tr in group:
                         tr.frame_index = f + 1
-        out: Dict[Hashable, TrackedPoints] = {}
-        for key, tr in self._tracks.items():
-            out[key] = TrackedPoints(
-                points=tr.points.copy(), visible=tr.visible.copy(), visibility=tr.visibility.copy()
-            )
-        return out
+        return {key: TrackedPoints(points=tr.points.copy(), visibility=tr.visibility.copy())
+                for key, tr in self._tracks.items()}
 
     def reset(self) -> None:
         """Forget all frames and tracks (frame numbering restarts at 0)."""
@@ -211,7 +215,7 @@ class LucasKanadeTracker:
 
         Returns (``Nx2`` positions, ``N`` converged, ``N`` mean patch error).
         """
-        self.lk_calls += 1
+        self._lk_calls += 1
         p0 = pts.astype(np.float32).reshape(-1, 1, 2)
         flags = 0
         p1 = None

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sampt_ros.core.config import PipsConfig
+from .backends.pips import PipsConfig
 from sampt_ros.core.pips import PIPS_WINDOW, PipsNet
 from .types import TrackedPoints, as_points, as_rgb_image
 
@@ -83,10 +83,7 @@ class OnlinePipsTracker:
         max_side: if set, frames whose long side exceeds it are resized down for the network
             (``None``: native resolution, padded only).
 
-    Attributes:
-        feature_maps_computed: frames encoded so far (exactly one per :meth:`push_frame`).
-        network_calls: windows run through the update operator so far.
-        device: the torch device the network runs on.
+    Work counters are in :meth:`stats`; :attr:`device` says where the network runs.
     """
 
     def __init__(
@@ -106,10 +103,10 @@ class OnlinePipsTracker:
         self.buffer_size = window
         self.window = window
         self.max_side = max_side
-        self.device = resolve_device(cfg.device)
-        self._autocast = bool(cfg.half) and self.device.type == "cuda"
+        self._device = resolve_device(cfg.device)
+        self._autocast = bool(cfg.half) and self._device.type == "cuda"
         if cfg.half and not self._autocast:
-            _log.warning("tracker.pips.half needs CUDA; running PIPS in full precision on %s", self.device)
+            _log.warning("tracker.pips.half needs CUDA; running PIPS in full precision on %s", self._device)
 
         if net is None:
             net = self._build_net(cfg)
@@ -117,18 +114,27 @@ class OnlinePipsTracker:
             raise ValueError(f"net must be a PipsNet, got {type(net).__name__}")
         if net.stride != cfg.stride:
             raise ValueError(f"net.stride ({net.stride}) differs from tracker.pips.stride ({cfg.stride})")
-        self.net = net.to(self.device).eval()
+        self.net = net.to(self._device).eval()
         param_dtype = next(self.net.parameters()).dtype
         # coordinates, queries and stored features in >= float32 (fp16 work happens under autocast)
         self._dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
 
-        self.feature_maps_computed = 0
-        self.network_calls = 0
+        self._counts = {"feature_maps_computed": 0, "network_calls": 0}
         self._frames: "OrderedDict[int, List[torch.Tensor]]" = OrderedDict()  # index -> pyramid [(C,h,w)]
         self._tracks: Dict[Hashable, _Track] = {}
         self._next_index = 0
         self._image_size: Optional[Tuple[int, int]] = None  # (H, W) of the input frames
         self._net_size: Optional[Tuple[int, int]] = None  # (H, W) fed to the encoder before padding
+
+    @property
+    def device(self) -> str:
+        """The torch device the network runs on (``cpu``, ``cuda:0``)."""
+        return str(self._device)
+
+    def stats(self) -> Dict[str, float]:
+        """``feature_maps_computed`` (frames encoded: exactly one per push) and ``network_calls``
+        (windows run through the update operator)."""
+        return dict(self._counts)
 
     @staticmethod
     def _build_net(cfg: PipsConfig) -> PipsNet:
@@ -211,7 +217,7 @@ class OnlinePipsTracker:
             # one host->device copy of the uint8 frame; everything else on the device
             if not (image.flags.c_contiguous and image.flags.writeable):
                 image = np.array(image)  # torch wants a writable contiguous buffer (e.g. ROS images are not)
-            x = torch.from_numpy(image).to(self.device, non_blocking=True)
+            x = torch.from_numpy(image).to(self._device, non_blocking=True)
             x = x.permute(2, 0, 1).unsqueeze(0).to(self._dtype)  # (1, 3, H, W) 0..255
             if (net_h, net_w) != (height, width):
                 x = F.interpolate(x, (net_h, net_w), mode="bilinear", align_corners=False, antialias=True)
@@ -220,7 +226,7 @@ class OnlinePipsTracker:
             fmap = self.net.encode(x.unsqueeze(1))[0, 0]  # (128, h, w)
             # stored in >= float32: the correlation samples them in float32 anyway
             pyramid = [level.to(self._dtype) for level in self.net.feature_pyramid(fmap)]
-        self.feature_maps_computed += 1
+        self._counts["feature_maps_computed"] += 1
         return pyramid
 
     def _autocast_ctx(self):
@@ -302,7 +308,7 @@ class OnlinePipsTracker:
                 continue
             n = len(tr.queries)
             if tr.query_frame == newest or n == 0:
-                tr.result = TrackedPoints(tr.queries.copy(), np.ones(n, bool), np.ones(n, np.float64))
+                tr.result = TrackedPoints(tr.queries.copy(), np.ones(n, np.float64))
                 tr.result_frame = newest
             else:
                 groups.setdefault(tr.query_frame, []).append(key)
@@ -318,7 +324,7 @@ class OnlinePipsTracker:
             pyramid = [torch.stack([self._frames[i][lvl] for i in indices]).unsqueeze(0) for lvl in range(levels)]
             queries = torch.from_numpy(
                 self._to_network(np.concatenate([tr.queries for tr in tracks]))
-            ).to(self.device, self._dtype).unsqueeze(0)  # (1, N, 2)
+            ).to(self._device, self._dtype).unsqueeze(0)  # (1, N, 2)
             start = 0
             for tr in tracks:
                 n = len(tr.queries)
@@ -333,12 +339,12 @@ class OnlinePipsTracker:
             out = torch.cat([coords[-1, 0, span], torch.sigmoid(vis_logits[0, span]).unsqueeze(1)], dim=1)
             out = out.double().cpu().numpy()  # (N, 3): x, y, visibility
         points, visibility = out[:, :2], out[:, 2]
-        self.network_calls += 1
+        self._counts["network_calls"] += 1
         points = self._from_network(points)
         start = 0
         for tr in tracks:
             n = len(tr.queries)
             vis = visibility[start:start + n]
-            tr.result = TrackedPoints(points[start:start + n].copy(), vis > self.cfg.visibility_threshold, vis.copy())
+            tr.result = TrackedPoints(points[start:start + n].copy(), vis.copy())
             tr.result_frame = newest
             start += n

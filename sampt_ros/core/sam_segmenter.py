@@ -35,7 +35,6 @@ import torch
 from segment_anything import SamPredictor, sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from .config import SamConfig
 from .types import POSITIVE, as_labels, as_points, as_rgb_image
 
 __all__ = [
@@ -272,42 +271,45 @@ def load_sam(
 
 
 class SamSegmenter:
-    """SAM prompted with one object's tracked points per call; one image embedding per frame.
+    """SAM prompted with tracked points the way SAM-PT prompts it; one image embedding per frame.
 
     Args:
-        cfg: the ``segmenter.sam`` section (model type, checkpoint, device, refinement).
-        predictor: an object with ``SamPredictor``'s ``set_image(image)`` and
-            ``predict(point_coords, point_labels, box, mask_input, multimask_output)``; when None,
-            one is built from ``cfg`` with :func:`load_sam`.
-
-    Attributes:
-        embeddings_computed: image embeddings computed so far (one per :meth:`set_image`).
-        decoder_calls: mask-decoder passes run so far (``2 + refinement_iters`` per
-            :meth:`segment` at most; fewer when refinement stops on an empty mask).
+        config: the validated :class:`~sampt_ros.core.config.Config` (``segmenter.sam`` for the
+            model, ``segmenter.decoder`` for the prompt passes).
+        predictor: an object with ``SamPredictor``'s ``set_image(image)``, ``features`` and
+            ``predict(point_coords, point_labels, box, mask_input, multimask_output, return_logits)``;
+            when None, one is built from the config with :func:`load_sam`.
     """
 
-    #: SAM-PT segments every frame from its points alone (see :meth:`segment`)
-    uses_prev_mask = False
+    #: SAM-PT segments every frame from its points alone
+    uses_prior = False
 
-    def __init__(self, cfg: SamConfig, predictor: Optional[Any] = None) -> None:
-        if not isinstance(cfg, SamConfig):
-            raise ValueError(f"SamSegmenter needs a SamConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
+    def __init__(self, config, predictor: Optional[Any] = None) -> None:
+        self.model_cfg = config.segmenter.sam
+        self.decoder = config.segmenter.decoder
         if predictor is None:
-            sam = load_sam(cfg.model_type, cfg.checkpoint, cfg.device, cfg.allow_random_weights)
-            predictor = SamPredictor(sam)
+            m = self.model_cfg
+            predictor = SamPredictor(load_sam(m.model_type, m.checkpoint, m.device, m.allow_random_weights))
         for name in ("set_image", "predict"):
             if not callable(getattr(predictor, name, None)):
                 raise ValueError(f"predictor must have a {name}() method like segment_anything.SamPredictor")
         self.predictor = predictor
-        self.embeddings_computed = 0
-        self.decoder_calls = 0
+        self._counts = {"embeddings_computed": 0, "decoder_calls": 0}
         self._image_hw: Optional[Tuple[int, int]] = None
 
     @property
-    def image_size(self) -> Optional[Tuple[int, int]]:
-        """``(H, W)`` of the current image, or None before :meth:`set_image`."""
-        return self._image_hw
+    def device(self) -> str:
+        return str(getattr(self.predictor, "device", "cpu"))
+
+    def stats(self) -> Dict[str, float]:
+        """``embeddings_computed`` (one per set_image) and ``decoder_calls`` (mask-decoder passes)."""
+        return dict(self._counts)
+
+    def reset(self) -> None:
+        self._image_hw = None
+
+    def remove_object(self, object_id: int) -> None:
+        """SAM keeps no per-object state."""
 
     def set_image(self, image: np.ndarray) -> None:
         """Compute the embedding of an ``HxWx3 uint8`` RGB image (once per frame)."""
@@ -317,89 +319,57 @@ class SamSegmenter:
         with torch.inference_mode():
             self.predictor.set_image(image)
         self._image_hw = (int(image.shape[0]), int(image.shape[1]))
-        self.embeddings_computed += 1
+        self._counts["embeddings_computed"] += 1
 
-    def segment(
-        self,
-        points: np.ndarray,
-        labels: np.ndarray,
-        prev_mask: Optional[np.ndarray] = None,
-    ) -> Tuple[np.ndarray, float]:
-        """Segment one object in the current image from its points.
+    def features(self):
+        """The image embedding (``C x 64 x 64`` on the model's device) as a :class:`FeatureMap`."""
+        from .types import FeatureMap
 
-        Args:
-            points: ``Nx2 float`` (x, y) pixels inside the image (within its pixel area,
-                ``-0.5 <= x <= W - 0.5``, same for y), at least one positive.
-            labels: ``N int``, 1 positive / 0 negative (other objects' positives come as 0).
-            prev_mask: ignored. SAM's ``mask_input`` expects SAM's own low-resolution logits
-                from a pass on the same image, not a warped binary mask; and SAM-PT segments
-                every frame from its points alone, so a wrong mask does not propagate in time.
+        feats = getattr(self.predictor, "features", None)
+        if feats is None or self._image_hw is None:
+            return None
+        h, w = self.predictor.input_size
+        grid = feats.shape[-1]
+        size = self.predictor.model.image_encoder.img_size
+        valid = (max(1, -(-h * grid // size)), max(1, -(-w * grid // size)))
+        return FeatureMap(feats[0], self._image_hw, valid)
 
-        Returns:
-            ``(mask, score)``: ``HxW bool`` (possibly empty - the engine decides the object's
-            state) and the last pass's predicted IoU clipped to 0..1.
+    def segment(self, requests) -> list:
+        """Every request's logits (``HxW float32``, ``-inf`` when emptied) and predicted IoU."""
+        from .types import Segmentation
 
-        Raises:
-            RuntimeError: no image was set.
-            ValueError: malformed points/labels, a point outside the image, no positive point.
-        """
-        del prev_mask  # see the docstring: deliberately unused
         if self._image_hw is None:
             raise RuntimeError("SamSegmenter.segment() called before set_image()")
-        height, width = self._image_hw
-        coords = as_points(points)
-        lab = as_labels(labels, len(coords))
-        outside = (
-            (coords[:, 0] < -0.5) | (coords[:, 0] > width - 0.5) | (coords[:, 1] < -0.5) | (coords[:, 1] > height - 0.5)
-        )
-        if outside.any():
-            i = int(np.flatnonzero(outside)[0])
-            raise ValueError(
-                f"{int(outside.sum())} point(s) outside the {width}x{height} image, "
-                f"e.g. point {i} at ({coords[i, 0]:.1f}, {coords[i, 1]:.1f})"
-            )
-        positive = lab == POSITIVE
-        if not positive.any():
-            raise ValueError("segment() needs at least one positive point (label 1)")
-
+        out = []
         with torch.inference_mode():
-            return self._prompt_passes(coords, lab, positive)
+            for req in requests:
+                coords = as_points(req.points)
+                lab = as_labels(req.labels, len(coords))
+                logits, iou = self._prompt_passes(coords, lab)
+                if iou < self.decoder.iou_threshold:
+                    logits = np.full(self._image_hw, -np.inf, np.float32)
+                out.append(Segmentation(logits, float(min(max(iou, 0.0), 1.0)) if np.isfinite(iou) else 0.0))
+        return out
 
-    def _prompt_passes(self, coords: np.ndarray, labels: np.ndarray, positive: np.ndarray) -> Tuple[np.ndarray, float]:
+    def _prompt_passes(self, coords: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, float]:
         # Pass 1 finds the object from the positives alone; pass 2 adds the negatives and starts
         # from pass 1's logits; refinement passes feed each pass's logits (and box) to the next.
-        masks, scores, logits = self._decode(coords[positive], labels[positive], None, None)
-        masks, scores, logits = self._decode(coords, labels, None, logits)
-        for _ in range(self.cfg.refinement_iters):
-            mask = masks[0]
-            box = None
-            if self.cfg.refinement_box:
-                box = _bounding_box(mask)
-                if box is None:
-                    break
-            elif np.count_nonzero(mask) < _MIN_REFINE_PIXELS:
+        positive = labels == POSITIVE
+        masks, scores, low = self._decode(coords[positive], labels[positive], None, None)
+        masks, scores, low = self._decode(coords, labels, None, low)
+        for _ in range(self.decoder.refinement_iters):
+            box = _bounding_box(masks[0] > 0)
+            if box is None:
                 break
-            masks, scores, logits = self._decode(coords, labels, box, logits)
-        score = float(scores[0])
-        score = min(max(score, 0.0), 1.0) if np.isfinite(score) else 0.0
-        return np.asarray(masks[0], dtype=bool), score
+            masks, scores, low = self._decode(coords, labels, box if self.decoder.refinement_box else None, low)
+        return np.asarray(masks[0], np.float32), float(scores[0])
 
-    def _decode(
-        self,
-        coords: np.ndarray,
-        labels: np.ndarray,
-        box: Optional[np.ndarray],
-        mask_input: Optional[np.ndarray],
-    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One mask-decoder pass: ``1xHxW bool`` mask, ``(1,)`` IoU, ``1xhxw`` low-res logits."""
-        self.decoder_calls += 1
-        return self.predictor.predict(
-            point_coords=coords,
-            point_labels=labels,
-            box=box,
-            mask_input=mask_input,
-            multimask_output=False,
-        )
+    def _decode(self, coords, labels, box, mask_input):
+        """One mask-decoder pass: ``1xHxW`` logits, ``(1,)`` IoU, ``1xhxw`` low-res logits."""
+        self._counts["decoder_calls"] += 1
+        return self.predictor.predict(point_coords=coords if len(coords) else None,
+                                      point_labels=labels if len(coords) else None,
+                                      box=box, mask_input=mask_input, multimask_output=False, return_logits=True)
 
 
 def _bounding_box(mask: np.ndarray) -> Optional[np.ndarray]:

@@ -21,7 +21,8 @@ number of points asked for gives each of its pixels once, in row-major order (so
 an empty mask gives a ``(0, 2)`` array.
 
 Everything is seeded: :class:`QuerySampler` derives a fresh generator from ``SamplingConfig.seed``
-on every call, so the same mask (and image) always gives the same points.
+and the call's ``stream`` (the engine passes the object id and how many times it sampled that
+object), so a call is repeatable while objects and re-samplings do not share random points.
 
 Only numpy and OpenCV are used (no torch; the GPL ``kmedoids`` package is not used).
 """
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -618,22 +619,23 @@ class QuerySampler:
         # SeedSequence takes non-negative integers only: fold negative seeds into 64 bits.
         self._seed = int(cfg.seed) & 0xFFFF_FFFF_FFFF_FFFF
 
-    def _rng(self, stream: int) -> np.random.Generator:
-        return np.random.default_rng([self._seed, stream])
+    def _rng(self, kind: int, stream: Sequence[int] = ()) -> np.random.Generator:
+        return np.random.default_rng([self._seed, kind, *(int(s) & 0xFFFF_FFFF for s in stream)])
 
-    def sample_positive(self, mask: np.ndarray, image: Optional[np.ndarray] = None) -> np.ndarray:
+    def sample_positive(self, mask: np.ndarray, image: Optional[np.ndarray] = None,
+                        stream: Sequence[int] = ()) -> np.ndarray:
         """``Nx2 float64`` (x, y) positive points on ``mask`` (``HxW bool``); N <= n_positive."""
         region = _as_mask(mask)
-        return self._positive(region, _as_grey(image, region.shape))
+        return self._positive(region, _as_grey(image, region.shape), stream)
 
     def sample_negative(self, mask: np.ndarray, image: Optional[np.ndarray] = None,
-                        n: Optional[int] = None) -> np.ndarray:
+                        n: Optional[int] = None, stream: Sequence[int] = ()) -> np.ndarray:
         """``Nx2 float64`` (x, y) negative points on ``~mask``; ``n`` overrides ``cfg.n_negative``."""
         region = _as_mask(mask)
-        return self._negative(region, _as_grey(image, region.shape), self._n_negative(n))
+        return self._negative(region, _as_grey(image, region.shape), self._n_negative(n), stream)
 
     def sample(self, mask: np.ndarray, image: Optional[np.ndarray] = None,
-               n_negative: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+               n_negative: Optional[int] = None, stream: Sequence[int] = ()) -> Tuple[np.ndarray, np.ndarray]:
         """Query points for one object.
 
         Args:
@@ -641,6 +643,9 @@ class QuerySampler:
             image: ``HxWx3 uint8`` RGB of the mask's frame (or ``HxW`` grey); used by Shi-Tomasi
                 and mixed sampling, which fall back to K-Medoids without it.
             n_negative: overrides ``cfg.n_negative`` for this call (``>= 0``).
+            stream: integers naming this draw (the engine passes ``(object_id, k)`` for the
+                object's k-th sampling), so that every object and every re-sampling draws its
+                own random points while the same call stays repeatable.
 
         Returns:
             ``(points, labels)``: ``Nx2 float64`` (x, y) pixels, positives first, then
@@ -650,8 +655,8 @@ class QuerySampler:
         region = _as_mask(mask)
         grey = _as_grey(image, region.shape)
         n_neg = self._n_negative(n_negative)
-        positives = self._positive(region, grey)
-        negatives = self._negative(region, grey, n_neg)
+        positives = self._positive(region, grey, stream)
+        negatives = self._negative(region, grey, n_neg, stream)
         points = np.concatenate([positives, negatives], axis=0)
         labels = np.concatenate([
             np.full(len(positives), POSITIVE, np.int64),
@@ -659,13 +664,13 @@ class QuerySampler:
         ])
         return points, labels
 
-    def _positive(self, region: np.ndarray, grey: Optional[np.ndarray]) -> np.ndarray:
+    def _positive(self, region: np.ndarray, grey: Optional[np.ndarray], stream: Sequence[int]) -> np.ndarray:
         cfg = self.cfg
-        return _sample(region, cfg.n_positive, cfg.positive_method, self._rng(1), grey, cfg.max_pixels)
+        return _sample(region, cfg.n_positive, cfg.positive_method, self._rng(1, stream), grey, cfg.max_pixels)
 
-    def _negative(self, region: np.ndarray, grey: Optional[np.ndarray], n: int) -> np.ndarray:
+    def _negative(self, region: np.ndarray, grey: Optional[np.ndarray], n: int, stream: Sequence[int]) -> np.ndarray:
         cfg = self.cfg
-        return _sample(~region, n, cfg.negative_method, self._rng(2), grey, cfg.max_pixels)
+        return _sample(~region, n, cfg.negative_method, self._rng(2, stream), grey, cfg.max_pixels)
 
     def _n_negative(self, n: Optional[int]) -> int:
         return self.cfg.n_negative if n is None else _as_count(n, "n_negative")

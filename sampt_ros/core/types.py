@@ -1,21 +1,33 @@
-"""Shared data types and the two pluggable interfaces of the online engine.
+"""Shared data types and the protocols of the engine's pluggable components.
 
 Conventions used everywhere in ``sampt_ros.core``:
 
 * images are ``HxWx3 uint8`` RGB arrays;
 * masks are ``HxW bool`` arrays of the image's size;
+* logits are ``HxW float32`` arrays of the image's size: ``> 0`` inside the mask, ``-inf``
+  everywhere when a segmenter emptied the mask;
 * points are ``Nx2 float`` arrays of ``(x, y)`` pixel coordinates (x to the right,
   y down, the centre of the top-left pixel at ``(0, 0)``);
-* labels are ``N int`` arrays: ``1`` positive (on the object), ``0`` negative.
+* labels are ``N int`` arrays: ``1`` positive (on the object), ``0`` negative;
+* visibility is ``N float`` in 0..1, a tracker's confidence that a point is visible.
 
-This module never imports ROS or torch.
+Components (registered in :mod:`sampt_ros.core.registry`, built from the config):
+
+* :class:`PointTracker` carries each object's query points from frame to frame;
+* :class:`Segmenter` turns prompts into per-object logits, all objects of a frame at once;
+* :class:`AppearanceMemory` remembers what each object looks like, scores masks against
+  that, and proposes where a lost object might be.
+
+Every component has ``reset()`` (forget every per-stream state), a ``device`` (where it runs)
+and ``stats()`` (its work counters); per-object state is keyed by the object id the engine
+passes in. This module never imports ROS or torch.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Dict, Hashable, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -29,36 +41,40 @@ class ObjectState(enum.IntEnum):
     The integer values are part of the ROS message contract (``TrackedObject.state``).
     """
 
-    TRACKING = 0  #: a non-empty mask was produced from visible positive points
-    OCCLUDED = 1  #: no positive point is visible, so no mask was produced
-    LOST = 2  #: the mask was empty when re-initialisation was due; the old points are kept
+    TRACKING = 0  #: a trusted mask was produced in this frame
+    OCCLUDED = 1  #: no trusted mask in this frame (hidden, out of view, or the mask did not match the object)
+    LOST = 2  #: no trusted mask for longer than ``reid.lost_after`` frames (or re-initialisation found none)
 
 
+# ------------------------------------------------------------------------------------------ tracker
 @dataclass
 class TrackedPoints:
-    """Positions of one point set in the newest frame.
+    """Positions of one object's points in the newest frame, as the tracker reports them.
 
     Attributes:
-        points: ``Nx2 float`` (x, y) pixels.
-        visible: ``N bool``, the tracker's visibility decision.
-        visibility: ``N float`` in 0..1, the tracker's visibility score.
+        points: ``Nx2 float`` (x, y) pixels; a point that left the image may lie outside it.
+        visibility: ``N float`` in 0..1, the tracker's confidence that each point is visible
+            (the engine's prompting rules decide what counts as visible).
     """
 
     points: np.ndarray
-    visible: np.ndarray
     visibility: np.ndarray
 
 
 class PointTracker(Protocol):
-    """An online, multi-track point tracker over a bounded buffer of recent frames.
+    """An online, multi-object point tracker over a bounded buffer of recent frames.
 
-    Frames are numbered by the tracker from 0 in the order they were pushed.
-    Each track (one per object, keyed by any hashable) holds query points placed on
-    one buffered frame; :meth:`track` returns every track's positions in the newest frame.
+    Frames are numbered by the tracker from 0 in the order they were pushed. Each object's
+    track holds query points placed on one buffered frame; :meth:`track` returns every
+    track's positions in the newest frame.
     """
 
     #: how many recent frames are kept; a track can start on any of them
     buffer_size: int
+
+    @property
+    def device(self) -> str:
+        """Where the tracker computes (``cpu``, ``cuda:0``)."""
 
     def push_frame(self, image: np.ndarray) -> int:
         """Add a ``HxWx3 uint8`` RGB frame; compute its features once. Returns its index."""
@@ -66,65 +82,194 @@ class PointTracker(Protocol):
     def has_frame(self, index: int) -> bool:
         """Whether frame ``index`` is still in the buffer."""
 
-    def set_track(self, key: Hashable, points: np.ndarray, frame_index: int) -> None:
-        """Start (or restart) track ``key`` from ``Nx2`` (x, y) points on a buffered frame.
+    def set_track(self, object_id: int, points: np.ndarray, frame_index: int) -> None:
+        """Start (or restart) object ``object_id``'s track from ``Nx2`` (x, y) points on a buffered frame.
 
         Raises ``KeyError`` if ``frame_index`` is no longer buffered and ``ValueError`` for
-        malformed points.
+        malformed points; neither changes any state.
         """
 
-    def remove_track(self, key: Hashable) -> None:
-        """Forget track ``key`` (no error if unknown)."""
+    def remove_track(self, object_id: int) -> None:
+        """Forget object ``object_id``'s track (no error if unknown)."""
 
-    def track(self) -> Dict[Hashable, TrackedPoints]:
+    def track(self) -> Dict[int, TrackedPoints]:
         """Positions of every track in the newest frame."""
 
     def reset(self) -> None:
-        """Forget all frames and tracks."""
+        """Forget all frames and tracks (frame numbering restarts at 0)."""
+
+    def stats(self) -> Dict[str, float]:
+        """Work counters since construction (e.g. ``frames_prepared``, ``network_calls``)."""
 
 
-class Segmenter(Protocol):
-    """Prompted segmentation: one image embedding per frame, many prompts against it."""
+# ------------------------------------------------------------------------------------------ segmenter
+@dataclass
+class SegmentRequest:
+    """What the segmenter is asked for one object in the current image.
 
-    #: how many times the per-frame image embedding was computed (for the benchmark)
-    embeddings_computed: int
-    #: whether :meth:`segment` uses ``prev_mask``; when False the engine skips computing it
-    uses_prev_mask: bool
+    Attributes:
+        object_id: the object (a segmenter may keep per-object state under it).
+        points: ``Nx2 float`` (x, y) pixels of the current image: the object's visible points,
+            then the negatives borrowed from other objects.
+        labels: ``N int``: 1 positive / 0 negative.
+        prior: ``HxW bool`` or None: where the object probably is now (its last trusted mask
+            moved by its points' motion, or a re-detection candidate's region). Segmenters
+            with ``uses_prior`` use it; SAM ignores it.
+        probe: a hypothesis (a re-detection candidate), not the object's own track: the
+            segmenter must not update its per-object state from it.
+    """
 
-    def set_image(self, image: np.ndarray) -> None:
-        """Compute the embedding of a ``HxWx3 uint8`` RGB image once."""
-
-    def segment(
-        self,
-        points: np.ndarray,
-        labels: np.ndarray,
-        prev_mask: Optional[np.ndarray] = None,
-    ) -> Tuple[np.ndarray, float]:
-        """Segment one object in the current image.
-
-        Args:
-            points: ``Nx2 float`` (x, y) pixels, at least one positive.
-            labels: ``N int``, 1 positive / 0 negative.
-            prev_mask: ``HxW bool``, the object's previous mask moved by its points' motion,
-                or ``None``. SAM ignores it; weight-free segmenters use it as a prior.
-
-        Returns:
-            ``(mask, score)``: ``HxW bool`` and a confidence in 0..1.
-        """
+    object_id: int
+    points: np.ndarray
+    labels: np.ndarray
+    prior: Optional[np.ndarray] = None
+    probe: bool = False
 
 
 @dataclass
+class Segmentation:
+    """A segmenter's answer for one request.
+
+    Attributes:
+        logits: ``HxW float32`` at the current image's size: ``> 0`` inside the mask;
+            ``-inf`` everywhere when the segmenter emptied it (e.g. SAM-PT's IoU cut-off).
+        score: the segmenter's own confidence in 0..1 (SAM: its predicted IoU, clipped).
+        predicted_iou: the SAM family's raw IoU prediction of the last pass (None for others).
+    """
+
+    logits: np.ndarray
+    score: float
+    predicted_iou: Optional[float] = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``HxW bool``: ``logits > 0``."""
+        return self.logits > 0
+
+
+@dataclass
+class FeatureMap:
+    """Per-frame appearance features for re-identification, computed by the segmenter anyway.
+
+    Attributes:
+        features: ``C x h x w`` array (numpy, or a torch tensor on the segmenter's device).
+        image_size: ``(H, W)`` of the image the features describe.
+        valid_size: ``(h_valid, w_valid)``: the grid cells that cover the image (SAM pads its
+            input to a square, so the image covers only the top-left part of the grid).
+    """
+
+    features: Any
+    image_size: Tuple[int, int]
+    valid_size: Tuple[int, int]
+
+
+class Segmenter(Protocol):
+    """Prompted segmentation: one image preparation per frame, every object's prompts against it."""
+
+    #: whether :attr:`SegmentRequest.prior` is used; when False the engine skips computing it
+    uses_prior: bool
+
+    @property
+    def device(self) -> str:
+        """Where the segmenter computes (``cpu``, ``cuda:0``)."""
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Prepare a ``HxWx3 uint8`` RGB image once (SAM: its image embedding)."""
+
+    def segment(self, requests: Sequence[SegmentRequest]) -> List[Segmentation]:
+        """Segment every request in the current image (one answer per request, in order).
+
+        Requests with no point are not sent. A segmenter answers all requests of a frame
+        together, so it can batch them.
+        """
+
+    def features(self) -> Optional[FeatureMap]:
+        """The current image's appearance features (SAM: the image embedding), or None."""
+
+    def remove_object(self, object_id: int) -> None:
+        """Forget per-object state of ``object_id`` (no error if unknown)."""
+
+    def reset(self) -> None:
+        """Forget the current image and every per-object and per-stream state."""
+
+    def stats(self) -> Dict[str, float]:
+        """Work counters since construction (``embeddings_computed``, ``decoder_calls``, ...)."""
+
+
+# ------------------------------------------------------------------------------------------ memory
+@dataclass
+class FrameContext:
+    """What an appearance memory may read from the current frame.
+
+    Attributes:
+        image: ``HxWx3 uint8`` RGB at the processing resolution.
+        features: the segmenter's :class:`FeatureMap` of this image, or None.
+        cache: per-frame scratch space the memory may fill (e.g. a quantised colour image),
+            dropped after the frame.
+    """
+
+    image: np.ndarray
+    features: Optional[FeatureMap] = None
+    cache: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Candidate:
+    """A place where a lost object might be, and how to prompt the segmenter there.
+
+    Attributes:
+        points: ``Nx2 float`` (x, y) pixels; labels: ``N int`` (at least one positive).
+        prior: ``HxW bool`` or None: the candidate region (for segmenters that use a prior).
+        similarity: the memory's similarity at the candidate, in 0..1 (for ordering).
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    prior: Optional[np.ndarray]
+    similarity: float
+
+
+class AppearanceMemory(Protocol):
+    """Per-object appearance memory with a bounded number of entries per object."""
+
+    def observe(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> None:
+        """Learn object ``object_id`` from a trusted ``HxW bool`` mask in this frame."""
+
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
+        """How well a mask in this frame matches what the object looks like, 0..1 (1 without memory)."""
+
+    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int) -> List[Candidate]:
+        """Up to ``n`` places where the object might be, outside the ``HxW bool`` ``exclude`` region."""
+
+    def knows(self, object_id: int) -> bool:
+        """Whether the object has at least one entry."""
+
+    def remove_object(self, object_id: int) -> None:
+        """Forget an object."""
+
+    def reset(self) -> None:
+        """Forget every object."""
+
+    def stats(self) -> Dict[str, float]:
+        """Counters and sizes (``entries``, ``bytes``, ``searches``)."""
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
 class ObjectResult:
-    """The engine's output for one object in one frame.
+    """The engine's output for one object in one frame (input-image resolution).
 
     Attributes:
         object_id: the caller's id for the object (a positive int).
-        mask: ``HxW bool``.
+        mask: ``HxW bool`` (empty unless ``state`` is TRACKING).
         points: ``Nx2 float`` (x, y) pixels of all the object's tracked points.
         labels: ``N int``, 1 positive / 0 negative.
-        visible: ``N bool``.
-        score: mask confidence in 0..1 (0 when no mask was produced).
+        visible: ``N bool``: the points that took part in the prompt (visibility and border rules).
+        visibility: ``N float`` in 0..1: the tracker's visibility score of each point.
+        score: confidence in 0..1: the segmenter's confidence times the agreement with the
+            object's memory (0 when no trusted mask).
         state: :class:`ObjectState`.
+        reacquired: whether the object was found again by re-detection in this frame.
     """
 
     object_id: int
@@ -132,8 +277,10 @@ class ObjectResult:
     points: np.ndarray
     labels: np.ndarray
     visible: np.ndarray
+    visibility: np.ndarray
     score: float
     state: ObjectState
+    reacquired: bool = False
 
 
 @dataclass
@@ -144,8 +291,9 @@ class FrameResult:
         frame_index: the engine's index of the frame (0-based, in push order).
         objects: results keyed by object id, in ascending id order.
         timings: seconds spent per stage in this step (``tracker``, ``embedding``,
-            ``decoder``, ``sampling``, ``prior``, ``total``).
-        warnings: prompts dropped in this step, with the reason.
+            ``decoder``, ``sampling``, ``prior``, ``reid``, ``total``).
+        warnings: what the caller should know about this step (prompts dropped, a
+            resolution change), one line each.
     """
 
     frame_index: int
@@ -156,7 +304,7 @@ class FrameResult:
     def label_image(self, shape: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """``HxW uint16`` label map: 0 background, k where object k's mask is set.
 
-        Where masks overlap, the higher object id wins (deterministic).
+        The engine's masks never overlap (it resolves overlaps when it composes them).
         """
         if shape is None:
             if not self.objects:
