@@ -437,19 +437,37 @@ def decode_outputs(player_outputs: Dict[str, List[Tuple[int, bytes]]], store=Non
 
 
 def score(records: Sequence[FrameRecord], seq: bags.BagSequence, masks: Dict[int, np.ndarray],
-          store=None) -> Optional[Dict[str, float]]:
-    """J, F, J&F of the recorded masks against the bag's ground truth (None without any GT).
+          store=None, tracked: Optional[Dict[int, Any]] = None) -> Optional[Dict[str, Any]]:
+    """J, F, J&F of the recorded masks against the bag's ground truth (None without any GT), and
+    per object the same re-acquisition figures as ``sampt-eval davis``.
 
     Frames are scored in bag order with :class:`~sampt_ros.core.metrics.SequenceScorer`, exactly
-    as ``sampt-eval`` scores them (first and last scored frame excluded, as DAVIS); a frame
-    without a mask output counts as an empty mask. Each record gets its frame's J and F.
+    as ``sampt-eval`` scores them (every object of the ground truth; first and last scored frame
+    excluded, as DAVIS); a frame without a mask output counts as an empty mask. Each record gets
+    its frame's J and F.
+
+    ``tracked`` (``{stamp: TrackedObjects}``, the node's ``tracked_objects`` outputs) gives each
+    object's state per frame (a frame without one: state ``NONE``). The result then also holds
+    ``"objects"`` (``{id: {J, F, prompted_at, timeline, events, id_swaps, false_positive_frames,
+    final_state, ...}}``, see :class:`~sampt_ros.core.metrics.ReacquisitionScorer`;
+    ``prompted_at`` = index of the frame the object's first prompt in the bag is stamped with)
+    and ``"reacquisition"`` (their digest). Without ``tracked``, or when a frame has no ground
+    truth, ``"objects"`` carries J and F only and ``"reacquisition"`` is None.
     """
     if not seq.gt:
         return None
-    from sampt_ros.core.metrics import SequenceScorer
+    from sampt_ros.core.metrics import ReacquisitionScorer, SequenceScorer, object_scores
 
     store = store or bags.typestore()
-    scorer = SequenceScorer()
+    ids = set()
+    for rec in records:  # every object of the ground truth, as sampt-eval scores them
+        gt = seq.gt_label_map(rec.stamp_ns, store)
+        if gt is not None:
+            ids.update(int(v) for v in np.unique(gt) if v != 0)
+    object_ids = sorted(ids)
+    scorer = SequenceScorer(object_ids=object_ids or None)
+    complete = tracked is not None and all(rec.stamp_ns in seq.gt for rec in records)
+    reacq = ReacquisitionScorer(object_ids=object_ids) if complete and object_ids else None
     for rec in records:
         gt = seq.gt_label_map(rec.stamp_ns, store)
         if gt is None:
@@ -458,8 +476,36 @@ def score(records: Sequence[FrameRecord], seq: bags.BagSequence, masks: Dict[int
         if pred is None or pred.shape != gt.shape:
             pred = np.zeros(gt.shape, np.uint8)
         rec.J, rec.F = scorer.add(pred, gt)
+        if reacq is not None:
+            msg = tracked.get(rec.stamp_ns)
+            states = {int(o.object_id): int(o.state) for o in msg.objects} if msg is not None else {}
+            reacq.add(gt, pred, states)
     result = scorer.result()
-    return {k: float(result[k]) for k in ("J", "F", "JF")}
+    out: Dict[str, Any] = {k: float(result[k]) for k in ("J", "F", "JF")}
+    reacq_result = reacq.result() if reacq is not None else None
+    objects = object_scores(result, reacq_result, object_ids)
+    first_prompt = _first_prompt_frames(seq, records, store)
+    for oid, entry in objects.items():
+        entry["prompted_at"] = first_prompt.get(oid)
+    out["objects"] = objects
+    out["reacquisition"] = reacq_result["summary"] if reacq_result is not None else None
+    return out
+
+
+def _first_prompt_frames(seq: bags.BagSequence, records: Sequence[FrameRecord], store) -> Dict[int, int]:
+    """``{object_id: index of the first frame stamped at or after its first set-prompt}``."""
+    out: Dict[int, int] = {}
+    for stamp, _log, raw in seq.prompts:
+        try:
+            oid, action, _p, _l, _s = bags.prompt_from_msg(store.deserialize_cdr(raw, bags.PROMPT_TYPE))
+        except Exception:  # noqa: BLE001 - a prompt we cannot read is reported elsewhere
+            continue
+        if action != 0 or oid in out:
+            continue
+        rec = next((r for r in records if r.stamp_ns >= stamp), None)
+        if rec is not None:
+            out[oid] = rec.index
+    return out
 
 
 def write_outputs_bag(path: Path, player: Player, storage: str = "sqlite3") -> None:
@@ -597,7 +643,7 @@ def run_replay(bag: os.PathLike | str, out_dir: os.PathLike | str, lockstep: boo
         if node is not None:
             node.stop()
     masks, tracked = decode_outputs(outputs, store)
-    scores = score(records, seq, masks, store)
+    scores = score(records, seq, masks, store, tracked=tracked)
     warnings = _prompt_warnings(seq, records, tracked, store)
     summary = summarize(
         records, scores, name=name or Path(bag).name, bag=str(bag), output_bag=str(out / "outputs.bag"),
@@ -675,6 +721,20 @@ def print_summary(summary: Dict[str, Any], paths: Dict[str, str], stream=None) -
           f"{summary['dropped']}", file=stream)
     print(f"  FPS {summary['fps'] or 0:.2f}; latency ms p50 {ms(lat['p50'])}  p95 {ms(lat['p95'])}  "
           f"p99 {ms(lat['p99'])}", file=stream)
+    from sampt_ros.core.metrics import format_timeline
+
+    digest = summary.get("reacquisition")
+    if digest:
+        back = digest["mean_frames_to_reacquire"]
+        j_back = digest["J_after_return_mean"]
+        print(f"  re-acquisition: {digest['reacquired']}/{digest['events']} returns re-acquired"
+              + (f" (after {back:.1f} frames on average)" if back is not None else "")
+              + (f", J after return {j_back:.2f}" if j_back is not None else "")
+              + f"; id swaps {digest['id_swaps']}; false-positive frames {digest['false_positive_frames']}",
+              file=stream)
+    for oid, obj in (summary.get("objects") or {}).items():
+        if "timeline" in obj:
+            print(f"  {format_timeline(oid, obj)}", file=stream)
     for w in summary.get("warnings") or []:
         print(f"  warning: {w}", file=stream)
     for key in ("markdown", "json", "output_bag", "video"):

@@ -10,7 +10,12 @@ A replay (``sampt-replay``) produces one :class:`FrameRecord` per input frame. F
 * **dropped** = frames published without both outputs by the end of the replay (in
   ``lockstep`` mode this must be 0);
 * J, F, J&F (fractions 0..1) come from :class:`~sampt_ros.core.metrics.SequenceScorer` (mean
-  over frames, first and last excluded, as DAVIS); a dropped frame scores as an empty mask.
+  over frames, first and last excluded, as DAVIS); a dropped frame scores as an empty mask;
+* per object (``objects``) its J and F, its state timeline from the ``tracked_objects``
+  messages and its re-acquisition figures (events where the ground truth shows it gone and
+  back: J after the return, frames until re-acquired; id swaps; false-positive frames; final
+  state), computed by :class:`~sampt_ros.core.metrics.ReacquisitionScorer` exactly as
+  ``sampt-eval davis`` computes them, and their digest (``reacquisition``).
 
 ``python -m sampt_ros.tools.report video INPUT.bag OUTPUT.bag OUT.mp4`` rebuilds the overlay
 video from a bag and the bag of recorded outputs.
@@ -85,7 +90,9 @@ def summarize(records: Sequence[FrameRecord], scores: Optional[Mapping[str, floa
 
     Args:
         records: one per input frame, in order.
-        scores: ``{"J", "F", "JF"}`` fractions, or None when the bag has no ground truth.
+        scores: ``{"J", "F", "JF"}`` fractions (optionally ``"objects"`` and
+            ``"reacquisition"``, see :func:`sampt_ros.tools.replay.score`), or None when the bag
+            has no ground truth.
         info: anything else to keep in the report (mode, rate, bag paths, config, ...).
     """
     sent = [r for r in records if r.sent_s is not None]
@@ -104,9 +111,12 @@ def summarize(records: Sequence[FrameRecord], scores: Optional[Mapping[str, floa
         "latency_ms": latency_stats([r.latency_s for r in received]),
         "fps": fps,
         "J": None, "F": None, "JF": None,
+        "objects": None, "reacquisition": None,
     }
     if scores is not None:
         out.update({k: float(scores[k]) for k in ("J", "F", "JF")})
+        out["objects"] = scores.get("objects")
+        out["reacquisition"] = scores.get("reacquisition")
     out.update(info)
     return out
 
@@ -150,6 +160,7 @@ def markdown(summary: Mapping[str, Any], plots: Mapping[str, str] = None) -> str
     lines += ["", "J, F and J&F: mean over frames excluding the first and the last (DAVIS); a dropped "
               "frame counts as an empty mask. Latency: receipt of a frame's last output (mask and "
               "tracked_objects) minus the time the frame was published.", ""]
+    lines += objects_markdown(summary.get("objects"), summary.get("reacquisition"))
     for title, rel in (plots or {}).items():
         lines += [f"![{title}]({rel})", ""]
     if summary.get("video"):
@@ -160,6 +171,47 @@ def markdown(summary: Mapping[str, Any], plots: Mapping[str, str] = None) -> str
         lines += ["<details><summary>configuration</summary>", "", "```yaml",
                   yaml.safe_dump(summary["config"], sort_keys=False).rstrip(), "```", "", "</details>", ""]
     return "\n".join(lines)
+
+
+def objects_markdown(objects: Optional[Mapping[Any, Mapping[str, Any]]],
+                     digest: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """The per-object section of the report: a table and each object's state timeline."""
+    if not objects:
+        return []
+    from sampt_ros.core.metrics import format_timeline
+
+    lines = ["## Objects", "",
+             "| object | J | F | returns | re-acquired | frames until | J after return | id swaps | "
+             "on other object | false-positive frames | final state |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    timelines = []
+    for oid, o in objects.items():
+        if "events" not in o:
+            lines.append(f"| {oid} | {_fmt(o.get('J'), 1, 100, ' %')} | {_fmt(o.get('F'), 1, 100, ' %')} | "
+                         "n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+            continue
+        ev = o["events"]
+        back = [e["frames_to_reacquire"] for e in ev if e["frames_to_reacquire"] is not None]
+        j_back = [e["J_after_return"] for e in ev]
+        lines.append(
+            f"| {oid} | {_fmt(o.get('J'), 1, 100, ' %')} | {_fmt(o.get('F'), 1, 100, ' %')} | {len(ev)} | "
+            f"{len(back)} | {', '.join(str(b) for b in back) or '-'} | "
+            f"{', '.join(f'{j:.2f}' for j in j_back) or '-'} | {o['id_swaps']} | {o.get('on_other_frames', 0)} | "
+            f"{o['false_positive_frames']} | {o['final_state']} |")
+        timelines.append(f"- {format_timeline(oid, o)}")
+    lines += [""] + timelines + [""]
+    if digest:
+        lines += [f"Re-acquisition: {digest['reacquired']} of {digest['events']} returns re-acquired; "
+                  f"id swaps {digest['id_swaps']}; false-positive frames {digest['false_positive_frames']}.", ""]
+    lines += ["A return: the ground truth shows the object gone (no pixel, or under 5 % of its typical "
+              "area) and back. Re-acquired: state TRACKING and IoU >= 0.5 in a frame after the return "
+              "(frames until = that frame minus the return frame). J after return: mean IoU from the "
+              "return to the next disappearance or the end. Id swap: its mask matches another object's "
+              "ground truth (IoU >= 0.5) better than its own (onsets). On other object: frames where most "
+              "of its mask lies on another object. False positive: a mask claimed (state TRACKING or "
+              "none) while the ground truth has none of it. States come from the tracked_objects "
+              "messages (NONE: no message for that frame).", ""]
+    return lines
 
 
 def plot_latency(records: Sequence[FrameRecord], path: os.PathLike | str) -> None:
@@ -248,6 +300,10 @@ def _json_default(o: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- overlay video
+#: the fields ObjectResult takes (``visibility`` is newer than some of the code that builds one)
+_OBJECT_RESULT_FIELDS = frozenset(getattr(ObjectResult, "__dataclass_fields__", {}))
+
+
 def frame_result_from_msgs(tracked, label_map: Optional[np.ndarray], shape: Tuple[int, int]) -> FrameResult:
     """A recorded ``TrackedObjects`` message (rosbags or rclpy) + the ``mask`` label map -> FrameResult.
 
@@ -266,10 +322,12 @@ def frame_result_from_msgs(tracked, label_map: Optional[np.ndarray], shape: Tupl
             state = ObjectState(int(o.state))
         except ValueError:
             state = ObjectState.LOST
-        objects[oid] = ObjectResult(
+        values = dict(
             object_id=oid, mask=mask, points=pts, labels=np.asarray(o.labels, np.int64).reshape(-1),
             visible=np.asarray(o.visible, bool).reshape(-1), score=float(o.score), state=state,
+            visibility=np.asarray(getattr(o, "visibility", np.ones(len(pts))), np.float64).reshape(-1),
         )
+        objects[oid] = ObjectResult(**{k: v for k, v in values.items() if k in _OBJECT_RESULT_FIELDS})
     return FrameResult(frame_index=int(tracked.frame_index), objects=dict(sorted(objects.items())))
 
 
