@@ -324,3 +324,20 @@ def test_real_time_replay_reports_drops_and_latency(tmp_path, synthetic_root):
     sent = [r.sent_s for r in res.records]
     gaps = np.diff(sent)
     assert np.median(gaps) == pytest.approx(1 / 30.0, abs=0.01)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_demo_replays_the_multi_object_scenario_and_prints_each_timeline(tmp_path, capsys):
+    """sampt-demo (small and short): both objects prompted, every frame answered, one timeline
+    line per object with its return."""
+    _need_ros()
+    from sampt_ros.tools import demo
+
+    rc = demo.main(["--out", str(tmp_path), "--size", "427x240", "--frames", "60", "--no-video", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "2 prompt(s)" in text and "frames sent 60, received 60, dropped 0" in text
+    assert "object 1: " in text and "object 2: " in text and text.count("came back at") >= 2, text
+    rep = json.loads((tmp_path / "replay" / "report.json").read_text())
+    assert sorted(rep["objects"]) == ["1", "2"] and rep["reacquisition"]["events"] == 2

@@ -1,16 +1,18 @@
 """``sampt-demo``: the whole pipeline in one command, no weights and no camera needed.
 
-1. renders the synthetic sequence (:mod:`sampt_ros.tools.synthetic`: a textured object that
-   moves, turns and is partly occluded, with exact ground-truth masks) as a DAVIS-layout folder;
-2. writes it as a rosbag (:func:`sampt_ros.tools.bags.davis_to_bag`: images, a prompt sampled
-   from the first mask, ground-truth masks);
+1. renders the synthetic ``demo`` scenario (:mod:`sampt_ros.tools.synthetic`: 150 frames at
+   854x480; object 1 passes completely behind a wall and comes back, object 2 drives out of the
+   view and comes back in; exact ground-truth label maps) as a DAVIS-2017-layout folder;
+2. writes it as a rosbag (:func:`sampt_ros.tools.bags.davis_to_bag`: images, one mask prompt
+   per object on the first frame, ground-truth label maps);
 3. starts the real ROS 2 node with the weight-free profile (``config/sampt.yaml`` +
    ``config/cpu.yaml``: Lucas-Kanade points + the classic segmenter) in lockstep mode, on a
    private ROS domain;
 4. replays the bag through it over DDS, records the outputs and scores them
    (:func:`sampt_ros.tools.replay.run_replay`);
-5. prints J&F, FPS and latency and where the report, output bag and overlay video are
-   (default ``outputs/demo/``).
+5. prints J&F, FPS and latency, each object's state timeline with its re-acquisition figures
+   (when it came back, after how many frames it was re-acquired, its J after the return), and
+   where the report, output bag and overlay video are (default ``outputs/demo/``).
 """
 
 from __future__ import annotations
@@ -23,28 +25,34 @@ from typing import List, Optional
 
 from sampt_ros.tools import bags
 from sampt_ros.tools.replay import ReplayError, print_summary, run_replay
-from sampt_ros.tools.synthetic import SyntheticSpec, write_davis
+from sampt_ros.tools.synthetic import SCENARIOS, make_scene, write_davis
 
 DEFAULT_OUT = Path("outputs") / "demo"
 
 
-def run_demo(out: Path, frames: int = 120, seed: int = 0, size=(854, 480), config_files: Optional[List[str]] = None,
-             overrides: Optional[List[str]] = None, rate: float = 30.0, storage: str = "sqlite3",
-             video: bool = True, timeout: float = 60.0, progress: bool = True, stream=None):
-    """Run the demo into ``out``; returns the :class:`~sampt_ros.tools.replay.ReplayResult`."""
+def run_demo(out: Path, frames: Optional[int] = None, seed: int = 0, size=(854, 480),
+             config_files: Optional[List[str]] = None, overrides: Optional[List[str]] = None, rate: float = 30.0,
+             storage: str = "sqlite3", video: bool = True, timeout: float = 60.0, progress: bool = True, stream=None,
+             scenario: str = "demo"):
+    """Run the demo into ``out``; returns the :class:`~sampt_ros.tools.replay.ReplayResult`.
+
+    ``frames`` None plays the scenario at its own length (the demo: 150 frames).
+    """
     stream = stream or sys.stdout
     config_files = list(config_files) if config_files else ["cpu"]
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    spec = SyntheticSpec(width=size[0], height=size[1], n_frames=frames, seed=seed)
-    write_davis(out / "data", spec)
-    print(f"[1/3] synthetic sequence: {frames} frames of {size[0]}x{size[1]} in {out / 'data'} "
-          f"({time.monotonic() - t0:.1f} s)", file=stream)
+    scene = make_scene(scenario, tuple(size), frames, seed)
+    write_davis(out / "data", scene)
+    print(f"[1/3] synthetic sequence '{scene.name}': {scene.n_frames} frames of {scene.width}x{scene.height} in "
+          f"{out / 'data'} ({time.monotonic() - t0:.1f} s); ground truth per object:", file=stream)
+    for line in scene.describe().splitlines():
+        print(f"        {line}", file=stream)
     t = time.monotonic()
     bag = out / "synthetic.bag"
-    counts = bags.davis_to_bag(out / "data", spec.name, bag, rate=rate, storage=storage, config_files=config_files,
+    counts = bags.davis_to_bag(out / "data", scene.name, bag, rate=rate, storage=storage, config_files=config_files,
                                overrides=overrides, overwrite=True)
-    print(f"[2/3] bag {bag}: {counts['images']} images, {counts['prompts']} prompt, {counts['gt']} masks "
+    print(f"[2/3] bag {bag}: {counts['images']} images, {counts['prompts']} prompt(s), {counts['gt']} masks "
           f"({time.monotonic() - t:.1f} s)", file=stream)
     print(f"[3/3] node ({' + '.join(['sampt.yaml'] + config_files)}) in lockstep, replaying over DDS ...",
           file=stream)
@@ -65,7 +73,10 @@ def _parse_size(text: str):
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="sampt-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})")
-    p.add_argument("--frames", type=int, default=120, help="frames of the synthetic sequence (default 120)")
+    p.add_argument("--scenario", default="demo", choices=list(SCENARIOS),
+                   help="synthetic scenario (default demo: an object hidden by a wall, one leaving the view)")
+    p.add_argument("--frames", type=int, default=None, help="frames of the synthetic sequence (default: the "
+                   "scenario's, 150 for demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_parse_size, default=(854, 480), help="WxH (default 854x480)")
     p.add_argument("--config", action="append", default=None, metavar="FILE",
@@ -80,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Path(args.out)
     try:
         res = run_demo(out, args.frames, args.seed, args.size, args.config, args.set, args.rate, args.storage,
-                       not args.no_video, args.timeout, progress=not args.quiet)
+                       not args.no_video, args.timeout, progress=not args.quiet, scenario=args.scenario)
     except (ValueError, FileNotFoundError, ReplayError) as exc:
         print(f"sampt-demo: error: {exc}", file=sys.stderr)
         return 2
