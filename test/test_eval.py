@@ -342,6 +342,65 @@ def test_davis_multi_object_synthetic_scenario_end_to_end(tmp_path, capsys):
     assert "crossing: object 1:" in text and "crossing: object 2:" in text and "came back at" in text
 
 
+# ---------------------------------------------------------------------------- acceptance (issue 7)
+NOT_YET = "the engine does not re-acquire yet (issue 7); before: 0 of 5 returns re-acquired"
+
+
+@pytest.fixture(scope="module")
+def extended_set(tmp_path_factory):
+    """The extended synthetic set (every re-acquisition scenario, exact ground truth) at 427x240
+    through sampt-eval davis with the cpu profile, once for the module."""
+    import io
+
+    from sampt_ros.tools.synthetic import EXTENDED_SET, write_scenarios
+
+    root = tmp_path_factory.mktemp("extended")
+    write_scenarios(root, EXTENDED_SET, size=(427, 240))
+    config, _ = ev.resolve_config(["cpu"], [])
+    return ev.run_davis(config, root, progress=False, stdout=io.StringIO())
+
+
+def _objects(summary):
+    return [(name, oid, o) for name, seq in summary["sequences"].items() for oid, o in seq["objects"].items()]
+
+
+@pytest.mark.slow
+def test_acceptance_extended_set_is_scored(extended_set):
+    """What the acceptance tests below read is there: 5 returns, one object that leaves for good."""
+    d = extended_set["reacquisition"]
+    assert d["objects"] == 8 and d["events"] == 5 and d["left"] == ["never_returns/1"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason=NOT_YET, strict=False)
+def test_acceptance_every_returning_object_is_reacquired_with_J_after_return_of_0_8(extended_set):
+    bad = [(name, oid, e["reappeared"], e["frames_to_reacquire"], round(e["J_after_return"], 3))
+           for name, oid, o in _objects(extended_set) for e in o["events"]
+           if e["reacquired_frame"] is None or e["J_after_return"] < 0.8]
+    assert not bad, bad
+
+
+@pytest.mark.slow
+def test_acceptance_no_id_swaps(extended_set):
+    swaps = [(name, oid, o["id_swap_runs"]) for name, oid, o in _objects(extended_set) if o["id_swaps"]]
+    assert not swaps, swaps
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason=NOT_YET, strict=False)
+def test_acceptance_an_object_that_never_returns_stays_lost(extended_set):
+    o = extended_set["sequences"]["never_returns"]["objects"][1]
+    assert o["left_at"] is not None
+    assert (o["final_state"], o["false_positive_frames"]) == ("LOST", 0)
+    assert extended_set["sequences"]["never_returns"]["objects"][2]["false_positive_frames"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason=NOT_YET, strict=False)
+def test_acceptance_demo_scenario_J_and_F_of_0_85(extended_set):
+    assert extended_set["sequences"]["demo"]["JF"] >= 0.85
+
+
 # ---------------------------------------------------------------------------- BADJA
 def _badja_json(path: Path, name: str, frames, hidden=()):
     """Joints = 5 fixed points on square 0, as BADJA stores them: [row, col] in 1920x1080."""
