@@ -1,7 +1,7 @@
 """Launch the SAM-PT node (and optionally RViz).
 
     ros2 launch sampt_ros sampt.launch.py image_topic:=/camera/color/image_raw profile:=cpu
-    ros2 launch sampt_ros sampt.launch.py profile:=fast_gpu rviz:=true fastdds_profile:=true
+    ros2 launch sampt_ros sampt.launch.py profile:=fast_gpu rviz:=true
     ros2 launch sampt_ros sampt.launch.py use_sim_time:=true mode:=lockstep   # bag replay
 
 Parameters come from ``config_file`` (default ``share/sampt_ros/config/sampt.yaml``), then the
@@ -14,7 +14,15 @@ dotted names (``engine.reinit_horizon``).
 The node's topics are relative (``image``, ``prompt``, ``mask``, ``overlay``, ...) and live in
 ``namespace``; ``image`` (and ``image/compressed``, ``depth``, ``camera_info``) are remapped to
 the camera's topics given here.
+
+Transport: by default (``fastdds_profile:=true``) every process this file starts uses
+``config/fastdds.xml`` (a 16 MiB shared-memory segment and 4 MiB UDP buffers), which camera-size
+images need between processes with Fast DDS; a profile the environment already names
+(``FASTRTPS_DEFAULT_PROFILES_FILE``) is kept. The camera driver's side adds the same line:
+``export FASTRTPS_DEFAULT_PROFILES_FILE=$(ros2 pkg prefix sampt_ros)/share/sampt_ros/config/fastdds.xml``.
 """
+
+import os
 
 from pathlib import Path
 
@@ -143,9 +151,12 @@ def _launch_setup(context: LaunchContext):
 
 
 def _fastdds_setup(context: LaunchContext):
-    # Large shared-memory segment and UDP buffers so 30 Hz camera images are not dropped between
-    # processes; set before the nodes start so every process of this launch uses it.
+    # Large shared-memory segment and UDP buffers so camera-size images are not dropped between
+    # processes; set before the nodes start so every process of this launch uses it. A profile
+    # chosen in the environment wins.
     if not _flag(context, "fastdds_profile"):
+        return []
+    if os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
         return []
     return [SetEnvironmentVariable(
         "FASTRTPS_DEFAULT_PROFILES_FILE", str(_share_dir() / "config" / "fastdds.xml"))]
@@ -184,9 +195,10 @@ def generate_launch_description() -> LaunchDescription:
             description="node.autostart: configure and activate at start (false: wait for a "
                         "lifecycle manager); empty keeps the parameter files' value"),
         DeclareLaunchArgument(
-            "fastdds_profile", default_value="false",
+            "fastdds_profile", default_value="true",
             description="set FASTRTPS_DEFAULT_PROFILES_FILE to config/fastdds.xml (16 MiB "
-                        "shared memory, 4 MiB UDP buffers) for the processes of this launch"),
+                        "shared memory, 4 MiB UDP buffers) for the processes of this launch, "
+                        "unless the environment names a profile (false: leave the transport alone)"),
         DeclareLaunchArgument(
             "depth_topic", default_value="/camera/depth/image_raw",
             description="depth image registered to the camera (used when node.use_depth is true)"),

@@ -119,13 +119,31 @@ def test_image_decode_handles_padding_bgr_and_big_endian(store):
     big.is_bigendian = 1
     big.data = np.frombuffer(depth.astype(">u2").tobytes(), np.uint8)
     np.testing.assert_array_equal(bags.image_from_msg(big), depth)
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(ValueError, match="data has 10 bytes"):
         msg.data = msg.data[:10]
         bags.image_from_msg(msg)
     with pytest.raises(ValueError, match="unsupported"):
         bags.image_to_msg(store, rgb, 0, encoding="yuv422")
     with pytest.raises(ValueError, match="needs a uint8"):
         bags.image_to_msg(store, depth, 0, encoding="rgb8")
+
+
+def test_tools_decode_images_exactly_as_the_node(store):
+    """One codec: 8UC3 is BGR (cv_bridge's reading) in the tools as in the node; compressed
+    frames are decoded by the same function, with the header-size check."""
+    from sampt_ros.ros import codec
+
+    rgb = np.random.default_rng(5).integers(0, 256, (9, 10, 3), dtype=np.uint8)
+    msg = bags.image_to_msg(store, rgb[..., ::-1].copy(), 0, encoding="8UC3")
+    np.testing.assert_array_equal(bags.rgb_from_msg(msg), rgb)
+    np.testing.assert_array_equal(codec.image_to_rgb(msg), rgb)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cmsg = store.types["sensor_msgs/msg/CompressedImage"](header=bags._header(store, 5, "cam"), format="png",
+                                                          data=np.frombuffer(png.tobytes(), np.uint8))
+    np.testing.assert_array_equal(bags.rgb_from_msg(cmsg), rgb)
+    seq = bags.BagSequence(images=[(5, 5, "sensor_msgs/msg/CompressedImage",
+                                    store.serialize_cdr(cmsg, "sensor_msgs/msg/CompressedImage"))])
+    np.testing.assert_array_equal(seq.image(0, store), rgb)
 
 
 def test_prompt_message_and_point_parsing(store):

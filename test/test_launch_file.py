@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "sampt.launch.py"
 ARGUMENTS = {"image_topic": "/camera/image_raw", "namespace": "sampt", "profile": "cpu",
-             "use_sim_time": "false", "rviz": "false", "mode": "", "fastdds_profile": "false"}
+             "use_sim_time": "false", "rviz": "false", "mode": "", "fastdds_profile": "true"}
 
 
 def test_launch_file_compiles_without_eval():
@@ -114,13 +114,14 @@ def standin_prefix(tmp_path):
     return prefix
 
 
-def _run_launch(prefix, tmp_path, *arguments):
+def _run_launch(prefix, tmp_path, *arguments, env_extra=None):
     report = tmp_path / "report.json"
     script = tmp_path / "run_launch.py"
     script.write_text(textwrap.dedent(RUN_LAUNCH))
     env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), SAMPT_STANDIN_REPORT=str(report),
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(tmp_path / "log"))
     env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+    env.update(env_extra or {})
     done = subprocess.run([sys.executable, str(script), str(LAUNCH_FILE), *arguments], env=env,
                           capture_output=True, text=True, timeout=120)
     return done, (json.loads(report.read_text()) if report.exists() else None)
@@ -144,6 +145,23 @@ def test_launch_applies_namespace_parameters_and_remapping(standin_prefix, tmp_p
     assert params["node.compressed"] is False  # from sampt.yaml, untouched by the profile
     assert params["node.mode"] == "lockstep" and params["use_sim_time"] is True
     assert report["fastdds"] == str(standin_prefix / "share" / "sampt_ros" / "config" / "fastdds.xml")
+
+
+@pytest.mark.slow
+def test_launch_sets_the_transport_by_default_and_keeps_a_chosen_one(standin_prefix, tmp_path):
+    """Large images need config/fastdds.xml between processes: the default launch sets it for the
+    processes it starts; fastdds_profile:=false leaves the transport alone; a profile the
+    environment already names is kept."""
+    _launch_modules()
+    ours = str(standin_prefix / "share" / "sampt_ros" / "config" / "fastdds.xml")
+    done, report = _run_launch(standin_prefix, tmp_path, "mode:=lockstep")
+    assert done.returncode == 0 and report is not None, done.stdout + done.stderr
+    assert report["fastdds"] == ours and report["params"]["node.mode"] == "lockstep"
+    done, report = _run_launch(standin_prefix, tmp_path, "fastdds_profile:=false")
+    assert done.returncode == 0 and report["fastdds"] is None, done.stdout + done.stderr
+    mine = str(tmp_path / "mine.xml")
+    done, report = _run_launch(standin_prefix, tmp_path, env_extra={"FASTRTPS_DEFAULT_PROFILES_FILE": mine})
+    assert done.returncode == 0 and report["fastdds"] == mine, done.stdout + done.stderr
 
 
 @pytest.mark.slow

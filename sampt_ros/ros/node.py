@@ -530,6 +530,7 @@ class SamptNode(LifecycleNode):
             "incompatible_qos": str(sum(self._incompatible_qos.values())),
             "messages_lost": str(self._messages_lost),
             "resized_frames": str(st.resizes),
+            "pending_prompts": str(st.pending_prompts),
             "image_qos": self._image_qos_text,
             "prompts_received": str(self._prompts_received),
             "clicks_received": str(self._clicks_received),

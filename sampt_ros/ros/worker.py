@@ -131,6 +131,7 @@ class WorkerStats:
     rejected_prompts: int = 0
     rejected_reasons: Dict[str, int] = field(default_factory=dict)
     resizes: int = 0
+    pending_prompts: int = 0
     queued_frames: int = 0
     objects: Tuple[int, ...] = ()
     fps: float = 0.0
@@ -297,7 +298,7 @@ class EngineWorker:
             return WorkerStats(
                 received=self._received, processed=self._processed, dropped=self._dropped,
                 overflows=self._overflows, failed=self._failed, rejected_prompts=self._rejected,
-                rejected_reasons=dict(self._reasons), resizes=self._resizes,
+                rejected_reasons=dict(self._reasons), resizes=self._resizes, pending_prompts=len(self._pending),
                 queued_frames=self._queued_frames, objects=self._known_ids, fps=fps,
                 latency=list(self._latency), step=list(self._step), overhead=list(self._overhead),
             )

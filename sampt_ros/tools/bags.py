@@ -22,6 +22,11 @@ What a bag made here holds (all stamps: ``start + i / rate``, the log time equal
   the node reproduces the evaluation (``--prompt points`` samples the points here instead);
 * ``/camera/gt_mask`` (DAVIS only): ``sensor_msgs/msg/Image`` ``mono8`` label maps (0 background,
   k = object k) with the stamps of their frames.
+
+Messages read from bags are decoded by the node's own codec (:mod:`sampt_ros.ros.codec`:
+images and compressed images, prompts, stamps), so the tools and the node cannot disagree
+(``8UC3`` is BGR in both, as cv_bridge reads it). The tools apply no size policy of their own
+(:data:`TOOL_LIMITS`): a bag is the user's own data.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from sampt_ros.ros import codec
 
 IMAGE_TOPIC = "/camera/image_raw"
 PROMPT_TOPIC = "/sampt/prompt"
@@ -52,7 +59,11 @@ STORAGE_FORMATS = ("sqlite3", "mcap")
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
-# encoding -> (numpy dtype, channels)
+#: the codec's limits for reading bags: sizes are not policed (min side 1, no pixel/byte/point bounds)
+TOOL_LIMITS = codec.Limits(max_image_pixels=1 << 40, max_image_bytes=1 << 40, min_image_side=1,
+                           max_points_per_prompt=1 << 31)
+
+# encoding -> (numpy dtype, channels) of the images the tools write
 _ENCODINGS: Dict[str, Tuple[str, int]] = {
     "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
     "mono8": ("u1", 1), "8UC1": ("u1", 1), "8UC3": ("u1", 3),
@@ -108,15 +119,13 @@ def typestore():
 # ---------------------------------------------------------------------------- stamps
 def ns_to_stamp(store, stamp_ns: int):
     """Integer nanoseconds -> ``builtin_interfaces/msg/Time``."""
-    if stamp_ns < 0:
-        raise ValueError(f"stamps must be >= 0, got {stamp_ns} ns")
-    t = store.types["builtin_interfaces/msg/Time"]
-    return t(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+    sec, nanosec = codec.ns_to_sec_nanosec(stamp_ns)
+    return store.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
 
 def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/msg/Time`` (rosbags or rclpy) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    """``builtin_interfaces/msg/Time`` or a ``Header`` (rosbags or rclpy) -> integer nanoseconds."""
+    return codec.stamp_to_ns(stamp)
 
 
 def frame_stamps_ns(n: int, rate: float, start_s: float = DEFAULT_START_S) -> List[int]:
@@ -177,38 +186,15 @@ def image_from_msg(msg) -> np.ndarray:
     """A ``sensor_msgs/Image`` (rosbags or rclpy) -> numpy array in its own encoding.
 
     ``HxWxC`` for colour encodings (channel order as encoded), ``HxW`` for single-channel ones;
-    row padding (``step``) and byte order are handled.
+    row padding (``step``) and byte order are handled (:func:`sampt_ros.ros.codec.image_array`).
     """
-    enc = msg.encoding
-    if enc not in _ENCODINGS:
-        raise ValueError(f"unsupported image encoding {enc!r}; supported: {sorted(_ENCODINGS)}")
-    dtype, channels = _ENCODINGS[enc]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    raw = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data.view(np.uint8)
-    row = w * channels * dt.itemsize
-    if step < row or raw.size < step * h:
-        raise ValueError(f"image data too short: {raw.size} bytes for {w}x{h} {enc} with step {step}")
-    rows = raw[: step * h].reshape(h, step)[:, :row]
-    arr = np.ascontiguousarray(rows).view(dt).reshape((h, w) if channels == 1 else (h, w, channels))
-    return arr.astype(dt.newbyteorder("="), copy=False)
+    return codec.image_array(msg, TOOL_LIMITS)
 
 
 def rgb_from_msg(msg) -> np.ndarray:
-    """A colour ``sensor_msgs/Image`` -> ``HxWx3 uint8`` RGB (``bgr8``/``rgba8``/``bgra8`` converted)."""
-    arr = image_from_msg(msg)
-    enc = msg.encoding
-    if enc in ("rgb8", "8UC3"):
-        return arr
-    if enc == "bgr8":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(arr[..., :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(arr[..., 2::-1])
-    if enc in ("mono8", "8UC1"):
-        return np.repeat(arr[..., None], 3, axis=2)
-    raise ValueError(f"cannot turn a {enc} image into RGB")
+    """An ``Image`` or ``CompressedImage`` (rosbags or rclpy) -> ``HxWx3 uint8`` RGB, decoded exactly
+    as the node decodes it (:func:`sampt_ros.ros.codec.message_to_rgb`)."""
+    return codec.message_to_rgb(msg, TOOL_LIMITS)
 
 
 # ---------------------------------------------------------------------------- prompts
@@ -249,16 +235,14 @@ def _empty_image(store, stamp_ns: int, frame_id: str):
 
 def prompt_mask_from_msg(msg) -> Optional[np.ndarray]:
     """The ``HxW bool`` mask a ``PointPrompt`` carries, or None when it carries points."""
-    m = msg.mask
-    if not (m.width and m.height):
-        return None
-    return np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, : m.width] != 0
+    return codec.prompt_mask(msg, TOOL_LIMITS)
 
 
 def prompt_from_msg(msg) -> Tuple[int, int, np.ndarray, np.ndarray, int]:
-    """``PointPrompt`` -> ``(object_id, action, Nx2 float points, N int labels, stamp_ns)``."""
-    pts = np.array([[p.x, p.y] for p in msg.points], np.float64).reshape(-1, 2)
-    return int(msg.object_id), int(msg.action), pts, np.asarray(msg.labels, np.int64), stamp_to_ns(msg.header.stamp)
+    """``PointPrompt`` -> ``(object_id, action, Nx2 float points, N int labels, stamp_ns)`` (unvalidated;
+    :func:`sampt_ros.ros.codec.prompt_from_msg` is what the node accepts)."""
+    pts, labels = codec.prompt_points(msg)
+    return int(msg.object_id), int(msg.action), pts, labels, stamp_to_ns(msg.header.stamp)
 
 
 def parse_points(text: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -499,13 +483,7 @@ def add_prompt(src: os.PathLike | str, out: os.PathLike | str, points: Optional[
         if target is None:
             raise ValueError(f"{image_topic} has fewer than {frame + 1} frames")
         log_ns, stamp, frame_id, msgtype, msg = target
-        if msgtype == IMAGE_TYPE:
-            image = rgb_from_msg(msg)
-        else:
-            import cv2
-
-            image = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR),
-                                 cv2.COLOR_BGR2RGB)
+        image = rgb_from_msg(msg)
         prompts = _prompt_from_args(points, mask, image, object_id)
         if not prompts:
             raise ValueError("give --points or --mask")
@@ -557,15 +535,10 @@ class BagSequence:
         """Frame ``index`` as ``HxWx3 uint8`` RGB."""
         store = store or typestore()
         _, _, msgtype, raw = self.images[index]
-        msg = store.deserialize_cdr(raw, msgtype)
-        if msgtype == IMAGE_TYPE:
-            return rgb_from_msg(msg)
-        import cv2
-
-        img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"frame {index}: cannot decode the compressed image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        try:
+            return rgb_from_msg(store.deserialize_cdr(raw, msgtype))
+        except codec.CodecError as exc:
+            raise ValueError(f"frame {index}: {exc}") from None
 
 
 def _header_stamp_ns(store, data: bytes, msgtype: str) -> int:

@@ -131,7 +131,9 @@ class Player:
         namespace: the node's namespace; topics are relative to it.
         domain_id: ROS domain, None for the environment's.
         image_msgtype: ``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage``.
-        reliable: publish images with reliable QoS (lockstep); else best effort (like a camera).
+        reliable: publish images with reliable QoS (matches reliable and best-effort nodes); else
+            best effort (like a camera; a lockstep node, which subscribes reliably, reports it as
+            incompatible QoS).
         record_overlay: also subscribe to (and keep) the ``overlay`` images.
     """
 
@@ -623,7 +625,9 @@ def run_replay(bag: os.PathLike | str, out_dir: os.PathLike | str, lockstep: boo
         node = NodeProcess(params, namespace, domain_id, out / "node.log")
     try:
         if own_player:
-            player = Player(namespace, domain_id, seq.images[0][2], reliable=lockstep,
+            # always a reliable writer: it matches a lockstep node's reliable subscription and,
+            # towards a live node's best-effort one, sends best effort like a camera
+            player = Player(namespace, domain_id, seq.images[0][2], reliable=True,
                             record_overlay=record_overlay)
         try:
             waited = player.wait_for_node(discovery_timeout, node.process if node else None,
