@@ -1,387 +1,651 @@
-"""Segment Anything prompted with tracked points, the way SAM-PT prompts it.
+"""The SAM family prompted with tracked points the way SAM-PT prompts it, every object of a frame batched.
 
-:class:`SamSegmenter` implements the :class:`~sampt_ros.core.types.Segmenter` protocol on top of
-``segment_anything`` 1.0's ``SamPredictor``:
+:class:`SamSegmenter` implements the :class:`~sampt_ros.core.types.Segmenter` protocol for
+Segment Anything (``segment_anything`` 1.0: ViT-H/L/B), HQ-SAM (``segment_anything_hq`` 0.3:
+ViT-H/L/B and Light HQ-SAM's TinyViT) and SAM 2.1 (``sam2`` 1.1.0: Hiera t/s/b+/l). SAM-PT's
+pass logic exists once, here; a small adapter per package does what differs (the image
+embedding, the prompt encoder + mask decoder call with batched inputs, the upsampling).
 
-* :meth:`SamSegmenter.set_image` runs SAM's image encoder once per frame (the expensive part:
-  ViT-H ~450 ms on a GPU); every object and every decoder pass of that frame reuses the embedding.
-* :meth:`SamSegmenter.segment` prompts the mask decoder for ONE object, as SAM-PT does:
+Per frame:
 
-  1. pass 1: the positive points only;
-  2. pass 2: positives and negatives, with pass 1's low-resolution mask logits as ``mask_input``;
-  3. ``refinement_iters`` more pass-2 iterations, each fed the previous pass's logits and (when
-     ``refinement_box``) the bounding box of the current mask.
+* :meth:`SamSegmenter.set_image` computes the image embedding once (the expensive part).
+* :meth:`SamSegmenter.segment` runs SAM-PT's passes for every request (object) of the frame,
+  following SysCV/sam-pt's ``_apply_sam_to_trajectories``:
 
-  Every pass asks for a single mask (``multimask_output=False``), as SAM-PT's code does: with
-  several points the prompt is not ambiguous, and single-mask output keeps the logits chain simple.
+  1. pass 1: the prompt's positive points only (possibly none: then SAM's own padding token
+     alone), no box, no mask input;
+  2. pass 2: all the prompt's points, with pass 1's low-resolution logits as mask input;
+  3. ``segmenter.decoder.refinement_iters`` more passes with all points, the previous pass's
+     low-resolution logits and (``refinement_box``) the bounding box of the previous pass's
+     mask, from its extreme pixels (inclusive indices). A refinement stops for an object when
+     its mask has fewer than 2 pixels: the previous pass's outputs stand.
 
-:func:`load_sam` builds the official ViT-H/L/B architectures and loads the official checkpoints
-without unpickling arbitrary objects; :func:`build_tiny_sam` builds a tiny random SAM for tests.
+  When the sampler draws no negative points (``sampling.n_negative: 0``) SAM-PT runs one first
+  pass with all points instead of passes 1 and 2 (as its code does with
+  ``negative_points_per_mask == 0``). Every pass asks for one mask (``multimask_output=False``).
+  The last pass's predicted IoU below ``segmenter.decoder.iou_threshold`` empties the mask
+  (logits ``-inf``).
 
-Coordinates: points are ``Nx2 float (x, y)`` pixels of the original image with the centre of the
-top-left pixel at ``(0, 0)`` - the convention SAM's prompt encoder uses (it adds 0.5 itself).
+  Each pass runs all objects together (``segmenter.decoder.batching``): ``exact`` makes one
+  decoder call per prompt length (objects grouped, no padding: the per-object result up to
+  summation order); ``padded`` one call per pass, shorter prompts padded with SAM's
+  "not a point" label -1 (SAM's decoder attends to those tokens, so the masks differ slightly
+  from the per-object ones; docs/sam_family.md gives the measured differences). Objects whose
+  refinement stopped keep their last pass by masking on the device (no host branching).
+  ``segmenter.decoder.box_source``: ``full`` takes the box and the stop rule from the upsampled
+  logits, as SAM-PT; ``low_res`` from the low-resolution (256x256) logits mapped to the
+  encoder's input pixels, so only the final pass is upsampled. All of it runs on the device
+  with no host synchronisation until the final copy of the masks.
+
+The refinement box is the one SAM-PT gives: the previous mask's extreme pixel indices. SAM-PT
+hands it to ``predict_torch`` in the pixels of its frames, which its evaluation has already
+resized to SAM's input size (long side 1024), so it is in SAM's input frame there; we map the
+box from image pixels into SAM's input frame as SAM's own ``predict`` does, which is the same
+box at that size and the right one at any other.
+
+:func:`segment_frame` is the engine's own path on one frame (resize, prompting rules, segment,
+resize back, compose) for a given predictor: the reference vector ``shared/vectors/sampt_sam``
+is reproduced through it.
+
+Coordinates: points are ``Nx2 float (x, y)`` pixels of the image given to ``set_image`` with
+the centre of the top-left pixel at ``(0, 0)``, the convention SAM's prompt encoder uses.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from functools import partial
-from typing import Any, Dict, Mapping, Optional, Tuple
+import contextlib
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from segment_anything import SamPredictor, sam_model_registry
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-from .types import POSITIVE, as_labels, as_points, as_rgb_image
+from . import prompting
+from .backends._sam_common import SamCheckpointError, autocast_dtype, resolve_device
+from .types import POSITIVE, FeatureMap, Segmentation, SegmentRequest, TrackedPoints, as_labels, as_points, \
+    as_rgb_image
 
 __all__ = [
-    "OFFICIAL_CHECKPOINTS",
+    "FAMILIES",
     "SamCheckpointError",
     "SamSegmenter",
     "build_tiny_sam",
     "detect_model_type",
     "load_sam",
     "resolve_device",
+    "segment_frame",
 ]
 
-#: file names of the official Segment Anything checkpoints, by model type
-OFFICIAL_CHECKPOINTS: Dict[str, str] = {
-    "vit_h": "sam_vit_h_4b8939.pth",
-    "vit_l": "sam_vit_l_0b3195.pth",
-    "vit_b": "sam_vit_b_01ec64.pth",
-}
+#: the segmenter kinds this module runs
+FAMILIES = ("sam", "sam_hq", "sam2")
 
-#: (image encoder embedding width, number of ViT blocks) of each architecture we can build
-_ENCODER_SHAPES: Dict[Tuple[int, int], str] = {
-    (1280, 32): "vit_h",
-    (1024, 24): "vit_l",
-    (768, 12): "vit_b",
-    (64, 2): "tiny",
-}
-
-_CHECKPOINT_KEY = "segmenter.sam.checkpoint"
-_MODEL_TYPE_KEY = "segmenter.sam.model_type"
-_RANDOM_KEY = "segmenter.sam.allow_random_weights"
-
-# A mask with fewer pixels than this has no meaningful bounding box; refining it further only
-# repeats an empty answer (SAM-PT stops refining there too).
-_MIN_REFINE_PIXELS = 2
+#: a mask needs at least this many pixels for another refinement pass (SAM-PT: ``m.sum() < 2`` stops)
+MIN_REFINE_PIXELS = 2
 
 
-class SamCheckpointError(ValueError):
-    """A SAM checkpoint is missing, unreadable, or does not match the configured model type."""
+# ============================================================================ adapters
+class _SamAdapter:
+    """``segment_anything`` / ``segment_anything_hq`` ``SamPredictor``: embedding, decoder, upsampling."""
 
+    def __init__(self, predictor, hq: bool) -> None:
+        self.predictor = predictor
+        self.model = predictor.model
+        self.hq = hq
+        pe = self.model.prompt_encoder
+        self.input_side = int(self.model.image_encoder.img_size)
+        self.low_res = int(pe.mask_input_size[0])
+        self.cell = self.input_side / self.low_res  # input pixels per low-resolution cell
 
-# --------------------------------------------------------------------------------------------
-# Model construction and loading
-# --------------------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+        self.original = tuple(int(v) for v in self.predictor.original_size)
+        self.input = tuple(int(v) for v in self.predictor.input_size)
 
+    def low_res_valid(self) -> Tuple[int, int]:
+        """Low-resolution cells that cover the image (the rest is SAM's padding)."""
+        return math.ceil(self.input[0] / self.cell), math.ceil(self.input[1] / self.cell)
 
-def resolve_device(device: str) -> torch.device:
-    """``'auto'`` -> ``cuda`` when available, else ``cpu``; ``cuda[:N]`` must be available."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"segmenter.sam.device is {device!r} but torch sees no CUDA device; "
-            "use 'auto' or 'cpu'"
-        )
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"segmenter.sam.device {device!r} is not a torch device: {exc}") from None
+    def points_to_input(self, points: np.ndarray) -> np.ndarray:
+        """Image pixels -> the encoder's input frame, as ``SamPredictor.predict`` maps them."""
+        return self.predictor.transform.apply_coords(np.asarray(points, np.float64), self.original).astype(np.float32)
 
+    def boxes_to_input(self, boxes: torch.Tensor) -> torch.Tensor:
+        """``Bx4`` image-pixel boxes -> the input frame (``ResizeLongestSide.apply_boxes``), on the device."""
+        (h, w), (nh, nw) = self.original, self.input
+        return boxes * boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
 
-def build_tiny_sam(seed: int = 0) -> Sam:
-    """A tiny, randomly initialised SAM with the real architecture, for tests and benchmarks.
+    def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
+        # segment_anything's PromptEncoder._embed_points, written with torch.where instead of
+        # boolean indexing (which synchronises with the host on a GPU); the same arithmetic.
+        pe = self.model.prompt_encoder
+        coords = coords + 0.5
+        if pad:
+            coords = torch.cat([coords, coords.new_zeros((coords.shape[0], 1, 2))], dim=1)
+            labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), -1)], dim=1)
+        emb = pe.pe_layer.forward_with_coords(coords, pe.input_image_size)
+        lab = labels.unsqueeze(-1)
+        emb = torch.where(lab == 0, emb + pe.point_embeddings[0].weight, emb)
+        emb = torch.where(lab == 1, emb + pe.point_embeddings[1].weight, emb)
+        return torch.where(lab == -1, torch.zeros_like(emb) + pe.not_a_point_embed.weight, emb)
 
-    Image encoder: ViT with 256 px input, 16 px patches (a 16x16 embedding), width 64, 2 blocks
-    (the second with global attention); prompt/decoder width 32. Its low-resolution mask logits
-    are 64x64 (SAM's are 256x256). Construction is deterministic in ``seed`` and does not
-    disturb torch's global random state.
-    """
-    img_size, patch, prompt_dim = 256, 16, 32
-    grid = img_size // patch
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        sam = Sam(
-            image_encoder=ImageEncoderViT(
-                img_size=img_size,
-                patch_size=patch,
-                embed_dim=64,
-                depth=2,
-                num_heads=2,
-                mlp_ratio=2.0,
-                out_chans=prompt_dim,
-                qkv_bias=True,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                use_rel_pos=True,
-                window_size=4,
-                global_attn_indexes=(1,),
-            ),
-            prompt_encoder=PromptEncoder(
-                embed_dim=prompt_dim,
-                image_embedding_size=(grid, grid),
-                input_image_size=(img_size, img_size),
-                mask_in_chans=8,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=64, num_heads=2),
-                transformer_dim=prompt_dim,
-                iou_head_depth=3,
-                iou_head_hidden_dim=32,
-            ),
-        )
-    return sam.eval()
-
-
-def _build_architecture(model_type: str) -> Sam:
-    if model_type == "tiny":
-        return build_tiny_sam()
-    # checkpoint=None: segment_anything then builds random weights and unpickles nothing.
-    return sam_model_registry[model_type](checkpoint=None).eval()
-
-
-def detect_model_type(state_dict: Mapping[str, Any]) -> str:
-    """Guess which SAM a state dict belongs to from its keys and shapes.
-
-    Returns ``vit_h``, ``vit_l``, ``vit_b`` or ``tiny``; raises :class:`SamCheckpointError`
-    with a description for anything else (MobileSAM, HQ-SAM, SAM 2, other models).
-    """
-    keys = list(state_dict.keys())
-    if any(k.startswith("image_encoder.trunk.") or k.startswith("sam_mask_decoder.") for k in keys):
-        raise SamCheckpointError("this looks like a SAM 2 checkpoint; sampt_ros runs Segment Anything 1")
-    if any(k.startswith("image_encoder.layers.") for k in keys):
-        raise SamCheckpointError("this looks like a MobileSAM (TinyViT encoder) checkpoint, not an official SAM ViT")
-    weight = state_dict.get("image_encoder.patch_embed.proj.weight")
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
-        sample = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
-        raise SamCheckpointError(
-            f"this is not a Segment Anything state dict (no image_encoder.patch_embed.proj.weight; "
-            f"{len(keys)} keys: {sample})"
-        )
-    block_ids = {int(m.group(1)) for k in keys if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", k))}
-    width, depth = int(weight.shape[0]), len(block_ids)
-    kind = _ENCODER_SHAPES.get((width, depth))
-    if kind is None:
-        raise SamCheckpointError(
-            f"unknown SAM image encoder (width {width}, {depth} blocks); "
-            f"known: vit_h (1280, 32), vit_l (1024, 24), vit_b (768, 12)"
-        )
-    return kind
-
-
-def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    try:
-        # weights_only: tensors and plain containers only - a checkpoint cannot run code on load.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - malformed files raise anything from the unpickler
-        text = str(exc).strip()
-        if "weights only load failed" in text.lower():
-            reason = "it holds pickled Python objects besides tensors, which are refused (loading them could run code)"
+    def decode(self, coords, labels, boxes, mask_input):
+        """One mask-decoder call for a batch of prompts: low-res logits ``Bx1xhxw``, IoU ``B``."""
+        pe = self.model.prompt_encoder
+        sparse = self._embed_points(coords, labels, pad=boxes is None)
+        if boxes is not None:
+            sparse = torch.cat([sparse, pe._embed_boxes(boxes)], dim=1)
+        b = coords.shape[0]
+        if mask_input is not None:
+            dense = pe._embed_masks(mask_input)
         else:
-            reason = f"it is corrupt or not a torch file ({type(exc).__name__}: {text.splitlines()[0][:200] if text else ''})"
-        raise SamCheckpointError(
-            f"{path}: cannot be read as a plain state dict with torch.load(weights_only=True): {reason}"
-        ) from None
-    # Fine-tuning scripts often wrap the state dict; the official files are the bare dict.
-    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("model", "state_dict"):
-        obj = next(iter(obj.values()))
-    if not isinstance(obj, dict):
-        raise SamCheckpointError(f"{path}: expected a state dict (a dict of tensors), got {type(obj).__name__}")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise SamCheckpointError(
-            f"{path}: expected a state dict (a dict of tensors); {len(bad)} entries are not tensors, "
-            f"e.g. {bad[0]!r}"
-        )
-    return obj
+            dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(b, -1, *pe.image_embedding_size)
+        extra = dict(hq_token_only=False, interm_embeddings=self.predictor.interm_features) if self.hq else {}
+        low, iou = self.model.mask_decoder(
+            image_embeddings=self.predictor.features, image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False, **extra)
+        return low, iou[:, 0]
+
+    @staticmethod
+    def feedback(low: torch.Tensor) -> torch.Tensor:
+        return low
+
+    def upsample(self, low: torch.Tensor) -> torch.Tensor:
+        """``Bx1xhxw`` -> ``BxHxW`` logits at the image size (SAM's ``postprocess_masks``)."""
+        return self.model.postprocess_masks(low, self.input, self.original)[:, 0]
+
+    def embedding(self):
+        return self.predictor.features
+
+    def features(self) -> FeatureMap:
+        feats = self.predictor.features[0]
+        grid = int(feats.shape[-1])
+        valid = (max(1, -(-self.input[0] * grid // self.input_side)), max(1, -(-self.input[1] * grid // self.input_side)))
+        return FeatureMap(feats, self.original, valid)
 
 
-def load_sam(
-    model_type: str,
-    checkpoint: Optional[str],
-    device: str = "auto",
-    allow_random_weights: bool = False,
-) -> Sam:
-    """Build SAM ``model_type`` and load ``checkpoint`` strictly, on ``device``.
+class _Sam2Adapter:
+    """``sam2``'s ``SAM2ImagePredictor`` (SAM 2.1): the image is squashed to a square, no padding."""
 
-    Args:
-        model_type: ``vit_h``, ``vit_l``, ``vit_b`` (official checkpoints) or ``tiny``
-            (:func:`build_tiny_sam`; random weights, or a checkpoint saved from it).
-        checkpoint: path to the official ``sam_vit_*.pth`` file; empty/None for random weights.
-        device: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``.
-        allow_random_weights: without a checkpoint, build random weights instead of failing
-            (benchmarks and tests only - the masks are meaningless).
+    hq = False
 
-    Returns:
-        The model in eval mode on ``device``.
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.model = predictor.model
+        self.input_side = int(self.model.image_size)
+        self.low_res = int(self.model.sam_prompt_encoder.mask_input_size[0])
+        self.cell = self.input_side / self.low_res
+        s = self.input_side
+        # the predictor's feature sizes assume a 1024 input; derive them from the model
+        self.predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
 
-    Raises:
-        FileNotFoundError: the checkpoint path does not exist.
-        SamCheckpointError: no checkpoint and random weights not allowed; an unreadable file; not
-            a state dict; a checkpoint of another model type; keys/shapes that do not match.
-        ValueError: unknown model type or device.
-    """
-    known = sorted(OFFICIAL_CHECKPOINTS) + ["tiny"]
-    if model_type not in known:
-        raise ValueError(f"{_MODEL_TYPE_KEY} must be one of {known}, got {model_type!r}")
-    torch_device = resolve_device(device)
-    official = ", ".join(f"{k}: {v}" for k, v in OFFICIAL_CHECKPOINTS.items())
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+        self.original = (int(image.shape[0]), int(image.shape[1]))
 
-    if not checkpoint:
-        if not allow_random_weights:
-            raise SamCheckpointError(
-                f"no SAM checkpoint: set {_CHECKPOINT_KEY} to the official file for {_MODEL_TYPE_KEY} "
-                f"{model_type!r} ({official}; from github.com/facebookresearch/segment-anything), "
-                f"or set {_RANDOM_KEY}: true to run with random weights (benchmarks/tests only)"
-            )
-        return _build_architecture(model_type).to(torch_device)
+    def low_res_valid(self) -> Tuple[int, int]:
+        return self.low_res, self.low_res
 
-    path = os.path.expanduser(str(checkpoint))
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"SAM checkpoint not found: {path!r}. Set {_CHECKPOINT_KEY} to the official file for "
-            f"{_MODEL_TYPE_KEY} {model_type!r} ({official})"
-        )
-    state_dict = _read_state_dict(path)
-    found = detect_model_type(state_dict)
-    if found != model_type:
-        raise SamCheckpointError(
-            f"{path}: this looks like {found}, config says {model_type} "
-            f"(set {_MODEL_TYPE_KEY}: {found}, or point {_CHECKPOINT_KEY} at the {model_type} file)"
-        )
-    sam = _build_architecture(model_type)
-    try:
-        sam.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        detail = " ".join(lines[1:3])[:400] if len(lines) > 1 else lines[0][:400]
-        raise SamCheckpointError(f"{path}: does not match the {model_type} architecture: {detail}") from None
-    return sam.to(torch_device).eval()
+    def points_to_input(self, points: np.ndarray) -> np.ndarray:
+        h, w = self.original
+        return (np.asarray(points, np.float64) / np.array([w, h]) * self.input_side).astype(np.float32)
+
+    def boxes_to_input(self, boxes: torch.Tensor) -> torch.Tensor:
+        h, w = self.original
+        s = self.input_side
+        return boxes * boxes.new_tensor([s / w, s / h, s / w, s / h])
+
+    def decode(self, coords, labels, boxes, mask_input):
+        # as SAM2ImagePredictor._predict: a box is two points with labels 2 and 3, placed first
+        if boxes is not None:
+            coords = torch.cat([boxes.reshape(-1, 2, 2), coords], dim=1)
+            labels = torch.cat([labels.new_tensor([[2, 3]]).expand(boxes.shape[0], 2), labels], dim=1)
+        pe = self.model.sam_prompt_encoder
+        sparse, dense = pe(points=(coords, labels), boxes=None, masks=mask_input)
+        feats = self.predictor._features
+        low, iou, _, _ = self.model.sam_mask_decoder(
+            image_embeddings=feats["image_embed"][-1:], image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+            repeat_image=coords.shape[0] > 1, high_res_features=[f[-1:] for f in feats["high_res_feats"]])
+        return low, iou[:, 0]
+
+    @staticmethod
+    def feedback(low: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(low, -32.0, 32.0)  # as the predictor returns them for the next pass
+
+    def upsample(self, low: torch.Tensor) -> torch.Tensor:
+        return self.predictor._transforms.postprocess_masks(low, self.original)[:, 0]
+
+    def embedding(self):
+        return self.predictor._features["image_embed"]
+
+    def features(self) -> FeatureMap:
+        feats = self.predictor._features["image_embed"][0]
+        return FeatureMap(feats, self.original, (int(feats.shape[-2]), int(feats.shape[-1])))
 
 
-# --------------------------------------------------------------------------------------------
-# The segmenter
-# --------------------------------------------------------------------------------------------
+def predictor_family(predictor) -> str:
+    """``sam``, ``sam_hq`` or ``sam2`` for a predictor object of one of the official packages."""
+    module = type(predictor).__module__ or ""
+    if module.startswith("sam2"):
+        return "sam2"
+    if module.startswith("segment_anything_hq"):
+        return "sam_hq"
+    if module.startswith("segment_anything"):
+        return "sam"
+    model = getattr(predictor, "model", None)
+    if model is not None and hasattr(model, "sam_mask_decoder"):
+        return "sam2"
+    if model is not None and hasattr(getattr(model, "mask_decoder", None), "hf_token"):
+        return "sam_hq"
+    if model is not None and hasattr(model, "mask_decoder") and hasattr(predictor, "transform"):
+        return "sam"
+    raise ValueError(f"predictor must be a segment_anything / segment_anything_hq SamPredictor or a "
+                     f"sam2 SAM2ImagePredictor, got {type(predictor).__name__}")
 
 
+def _adapter(predictor, family: str):
+    return _Sam2Adapter(predictor) if family == "sam2" else _SamAdapter(predictor, hq=family == "sam_hq")
+
+
+def build_predictor(config, family: str):
+    """Load the model ``config.segmenter.<family>`` names and wrap it in its package's predictor."""
+    if family == "sam":
+        from segment_anything import SamPredictor
+
+        from .backends.sam import load_model
+    elif family == "sam_hq":
+        from segment_anything_hq import SamPredictor
+
+        from .backends.sam_hq import load_model
+    elif family == "sam2":
+        from sam2.sam2_image_predictor import SAM2ImagePredictor as SamPredictor
+
+        from .backends.sam2 import load_model
+    else:
+        raise ValueError(f"segmenter.kind {family!r} is not a SAM-family segmenter ({', '.join(FAMILIES)})")
+    return SamPredictor(load_model(getattr(config.segmenter, family)))
+
+
+# ============================================================================ the segmenter
 class SamSegmenter:
-    """SAM prompted with tracked points the way SAM-PT prompts it; one image embedding per frame.
+    """SAM-PT's prompt passes on one image embedding per frame, every object of a pass batched.
 
     Args:
-        config: the validated :class:`~sampt_ros.core.config.Config` (``segmenter.sam`` for the
-            model, ``segmenter.decoder`` for the prompt passes).
-        predictor: an object with ``SamPredictor``'s ``set_image(image)``, ``features`` and
-            ``predict(point_coords, point_labels, box, mask_input, multimask_output, return_logits)``;
-            when None, one is built from the config with :func:`load_sam`.
+        config: the validated :class:`~sampt_ros.core.config.Config`: ``segmenter.<kind>`` the
+            model (``sam``, ``sam_hq`` or ``sam2``), ``segmenter.decoder`` the passes,
+            ``sampling.n_negative`` whether pass 1 uses the positives only (SAM-PT).
+        predictor: a ready ``SamPredictor`` (segment_anything or segment_anything_hq) or
+            ``SAM2ImagePredictor``; its family then picks the settings section. When None, the
+            model ``segmenter.kind`` names is loaded.
+
+    Attributes:
+        trace: None, or a list that receives one dict per answered request with the per-pass
+            trace (``passes``, ``iou``, ``area``, ``box`` per executed pass) - for tests; it
+            synchronises with the device after every pass.
     """
 
     #: SAM-PT segments every frame from its points alone
     uses_prior = False
 
     def __init__(self, config, predictor: Optional[Any] = None) -> None:
-        self.model_cfg = config.segmenter.sam
-        self.decoder = config.segmenter.decoder
+        seg_cfg = config.segmenter
         if predictor is None:
-            m = self.model_cfg
-            predictor = SamPredictor(load_sam(m.model_type, m.checkpoint, m.device, m.allow_random_weights))
-        for name in ("set_image", "predict"):
-            if not callable(getattr(predictor, name, None)):
-                raise ValueError(f"predictor must have a {name}() method like segment_anything.SamPredictor")
+            family = seg_cfg.kind
+            if family not in FAMILIES:
+                raise ValueError(f"segmenter.kind {family!r} is not a SAM-family segmenter ({', '.join(FAMILIES)})")
+            predictor = build_predictor(config, family)
+        else:
+            family = predictor_family(predictor)
+        self.family = family
+        self.section = getattr(seg_cfg, family)
+        self.decoder = seg_cfg.decoder
+        self.two_pass = config.sampling.n_negative > 0
         self.predictor = predictor
-        self._counts = {"embeddings_computed": 0, "decoder_calls": 0}
+        self.adapter = _adapter(predictor, family)
+        try:
+            self._device = next(self.adapter.model.parameters()).device
+        except StopIteration:  # pragma: no cover - every SAM has parameters
+            self._device = torch.device("cpu")
+        self._dtype = autocast_dtype(self.section.precision, self._device, f"{self.section.path}.precision")
+        self._counts = {"embeddings_computed": 0, "decoder_calls": 0, "segment_calls": 0, "segmentations": 0,
+                        "prompt_passes": 0}
         self._image_hw: Optional[Tuple[int, int]] = None
+        self.trace: Optional[list] = None
 
+    # ------------------------------------------------------------------ protocol
     @property
     def device(self) -> str:
-        return str(getattr(self.predictor, "device", "cpu"))
+        return str(self._device)
+
+    @property
+    def model(self):
+        return self.adapter.model
 
     def stats(self) -> Dict[str, float]:
-        """``embeddings_computed`` (one per set_image) and ``decoder_calls`` (mask-decoder passes)."""
+        """``embeddings_computed`` (one per set_image), ``decoder_calls`` (mask-decoder calls, each for a
+        batch of objects), ``prompt_passes`` (SAM-PT passes), ``segment_calls``, ``segmentations`` (objects)."""
         return dict(self._counts)
 
     def reset(self) -> None:
+        """Forget the current image (SAM keeps no per-object or per-stream state)."""
         self._image_hw = None
 
     def remove_object(self, object_id: int) -> None:
         """SAM keeps no per-object state."""
 
+    def _autocast(self):
+        if self._dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._device.type, dtype=self._dtype)
+
     def set_image(self, image: np.ndarray) -> None:
         """Compute the embedding of an ``HxWx3 uint8`` RGB image (once per frame)."""
         image = as_rgb_image(image)
-        # Forget the previous frame first: if encoding fails, segment() must not use a stale one.
-        self._image_hw = None
-        with torch.inference_mode():
-            self.predictor.set_image(image)
+        self._image_hw = None  # if encoding fails, segment() must not use the previous frame
+        with torch.inference_mode(), self._autocast():
+            self.adapter.set_image(image)
         self._image_hw = (int(image.shape[0]), int(image.shape[1]))
         self._counts["embeddings_computed"] += 1
 
-    def features(self):
-        """The image embedding (``C x 64 x 64`` on the model's device) as a :class:`FeatureMap`."""
-        from .types import FeatureMap
-
-        feats = getattr(self.predictor, "features", None)
-        if feats is None or self._image_hw is None:
+    def features(self) -> Optional[FeatureMap]:
+        """The image embedding (``C x h x w`` on the model's device) as a :class:`FeatureMap`."""
+        if self._image_hw is None:
             return None
-        h, w = self.predictor.input_size
-        grid = feats.shape[-1]
-        size = self.predictor.model.image_encoder.img_size
-        valid = (max(1, -(-h * grid // size)), max(1, -(-w * grid // size)))
-        return FeatureMap(feats[0], self._image_hw, valid)
+        return self.adapter.features()
 
-    def segment(self, requests) -> list:
-        """Every request's logits (``HxW float32``, ``-inf`` when emptied) and predicted IoU."""
-        from .types import Segmentation
+    def warmup(self, image_size: Tuple[int, int] = (480, 640), objects: int = 2, frames: int = 2) -> float:
+        """Run a few frames on a synthetic image so that lazy initialisation, cuDNN autotuning and
+        ``torch.compile`` happen now (the node calls this at lifecycle configure). Counters and the
+        current image are left as they were. Returns the seconds it took."""
+        import time
 
+        t0 = time.perf_counter()
+        counts = dict(self._counts)
+        h, w = image_size
+        yy, xx = np.mgrid[0:h, 0:w]
+        image = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)],
+                         axis=-1).astype(np.uint8)
+        rng = np.random.default_rng(0)
+        for _ in range(frames):
+            self.set_image(image)
+            reqs = []
+            for k in range(objects):
+                pts = rng.uniform([0, 0], [w - 1, h - 1], (9, 2))
+                reqs.append(SegmentRequest(k + 1, pts, np.array([1] * 8 + [0])))
+            self.segment(reqs)
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        self._counts = counts
+        self._image_hw = None
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ segmentation
+    def segment(self, requests: Sequence[SegmentRequest]) -> List[Segmentation]:
+        """Every request's logits (``HxW float32`` at the ``set_image`` size, ``-inf`` when emptied),
+        score (predicted IoU clipped to 0..1) and raw predicted IoU."""
         if self._image_hw is None:
             raise RuntimeError("SamSegmenter.segment() called before set_image()")
-        out = []
-        with torch.inference_mode():
-            for req in requests:
-                coords = as_points(req.points)
-                lab = as_labels(req.labels, len(coords))
-                logits, iou = self._prompt_passes(coords, lab)
-                if iou < self.decoder.iou_threshold:
-                    logits = np.full(self._image_hw, -np.inf, np.float32)
-                out.append(Segmentation(logits, float(min(max(iou, 0.0), 1.0)) if np.isfinite(iou) else 0.0))
-        return out
+        requests = list(requests)
+        self._counts["segment_calls"] += 1
+        if not requests:
+            return []
+        prompts = []
+        for req in requests:
+            pts = as_points(req.points, "request points")
+            prompts.append((pts, as_labels(req.labels, len(pts), "request labels")))
+        out: List[Optional[Segmentation]] = [None] * len(requests)
+        called = [i for i, (p, _) in enumerate(prompts) if len(p)]
+        for i in range(len(requests)):
+            if i not in called:  # no point at all: no SAM call, no mask (SAM-PT)
+                out[i] = Segmentation(prompting.empty_logits(self._image_hw), 0.0, float("-inf"))
+        if called:
+            with torch.inference_mode(), self._autocast():
+                logits, iou = self._run([prompts[i] for i in called])
+            self._counts["segmentations"] += len(called)
+            for j, i in enumerate(called):
+                raw = float(iou[j])
+                score = float(min(max(raw, 0.0), 1.0)) if np.isfinite(raw) else 0.0
+                out[i] = Segmentation(logits[j], score, raw)
+        return out  # type: ignore[return-value]
 
-    def _prompt_passes(self, coords: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, float]:
-        # Pass 1 finds the object from the positives alone; pass 2 adds the negatives and starts
-        # from pass 1's logits; refinement passes feed each pass's logits (and box) to the next.
-        positive = labels == POSITIVE
-        masks, scores, low = self._decode(coords[positive], labels[positive], None, None)
-        masks, scores, low = self._decode(coords, labels, None, low)
-        for _ in range(self.decoder.refinement_iters):
-            box = _bounding_box(masks[0] > 0)
-            if box is None:
-                break
-            masks, scores, low = self._decode(coords, labels, box if self.decoder.refinement_box else None, low)
-        return np.asarray(masks[0], np.float32), float(scores[0])
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        if self._device.type == "cuda":
+            return t.pin_memory().to(self._device, non_blocking=True)
+        return t.to(self._device)
 
-    def _decode(self, coords, labels, box, mask_input):
-        """One mask-decoder pass: ``1xHxW`` logits, ``(1,)`` IoU, ``1xhxw`` low-res logits."""
-        self._counts["decoder_calls"] += 1
-        return self.predictor.predict(point_coords=coords if len(coords) else None,
-                                      point_labels=labels if len(coords) else None,
-                                      box=box, mask_input=mask_input, multimask_output=False, return_logits=True)
+    def _run(self, prompts: List[Tuple[np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
+        """SAM-PT's passes for every prompt at once; ``(B x H x W float32 logits, B float IoU)`` on the host."""
+        ad, dec = self.adapter, self.decoder
+        b = len(prompts)
+        coords = [ad.points_to_input(p) for p, _ in prompts]
+        labels = [lab.astype(np.int32) for _, lab in prompts]
+        pos = [lab == POSITIVE for lab in labels]
+        n_all = [len(c) for c in coords]
+        n_pos = [int(m.sum()) for m in pos]
+
+        def pack(lengths, select):
+            n = max(lengths)
+            xy = np.zeros((b, n, 2), np.float32)
+            lab = np.full((b, n), -1, np.int32)  # SAM's "not a point"
+            for i in range(b):
+                m = select(i)
+                xy[i, : lengths[i]] = coords[i][m]
+                lab[i, : lengths[i]] = labels[i][m]
+            return xy, lab
+
+        everything = slice(None)
+        xy_all, lab_all = pack(n_all, lambda i: everything)
+        prompt_all = (self._upload(xy_all), self._upload(lab_all), n_all, self._groups(n_all))
+        if self.two_pass:
+            xy_pos, lab_pos = pack(n_pos, lambda i: pos[i])
+            prompt_pos = (self._upload(xy_pos), self._upload(lab_pos), n_pos, self._groups(n_pos))
+
+        trace = [dict(passes=0, iou=[], area=[], box=[]) for _ in range(b)] if self.trace is not None else None
+        full_boxes = dec.box_source == "full"
+
+        def record(low, iou, full, box, active):
+            if trace is None:
+                return
+            up = full if full is not None else ad.upsample(low)
+            area = (up > 0).flatten(1).sum(1).cpu().numpy()
+            for i in range(b):
+                if bool(active[i]):
+                    t = trace[i]
+                    t["passes"] += 1
+                    t["iou"].append(float(iou[i]))
+                    t["area"].append(int(area[i]))
+                    t["box"].append(None if box is None else box[i].float().cpu().numpy())
+
+        everyone = torch.ones(b, dtype=torch.bool, device=self._device)
+        if self.two_pass:
+            low, iou = self._decode(prompt_pos, None, None)
+            record(low, iou, None, None, everyone)
+            low, iou = self._decode(prompt_all, None, ad.feedback(low))
+        else:
+            low, iou = self._decode(prompt_all, None, None)
+        self._counts["prompt_passes"] += 1 + int(self.two_pass)
+        need_full = full_boxes and dec.refinement_iters > 0
+        full = ad.upsample(low) if need_full else None
+        record(low, iou, full, None, everyone)
+
+        stopped = torch.zeros(b, dtype=torch.bool, device=self._device)
+        for _ in range(dec.refinement_iters):
+            if full_boxes:
+                box_img, count = _extreme_box(full > 0)
+                box_in = ad.boxes_to_input(box_img)
+                stopped = stopped | (count < MIN_REFINE_PIXELS)
+            else:
+                vh, vw = ad.low_res_valid()
+                cells, count = _extreme_box(low[:, 0, :vh, :vw] > 0)
+                # a mask has pixels only where a low-resolution cell is positive (bilinear upsampling)
+                box_in = _cells_to_input(cells, ad.cell)
+                box_img = None
+                stopped = stopped | (count < 1)
+            box = box_in if dec.refinement_box else None
+            new_low, new_iou = self._decode(prompt_all, box, ad.feedback(low))
+            self._counts["prompt_passes"] += 1
+            keep = stopped.view(b, 1, 1, 1)
+            low = torch.where(keep, low, new_low)
+            iou = torch.where(stopped, iou, new_iou)
+            if full is not None:
+                full = torch.where(stopped.view(b, 1, 1), full, ad.upsample(new_low))
+            if trace is not None:
+                shown = None if not dec.refinement_box else (box_img if box_img is not None else box_in)
+                record(low, iou, full, shown, ~stopped)
+
+        logits = (full if full is not None else ad.upsample(low)).float()
+        iou = iou.float()
+        if dec.iou_threshold > 0.0:
+            logits = torch.where((iou < dec.iou_threshold).view(b, 1, 1), torch.full_like(logits, -math.inf), logits)
+        logits_host = logits.cpu().numpy()  # the one synchronisation of the frame
+        iou_host = iou.cpu().numpy()
+        if trace is not None:
+            self.trace.extend(trace)
+        return logits_host, iou_host
+
+    def _groups(self, lengths: List[int]):
+        """How the objects split into decoder calls: ``[(length, index tensor or None)]``."""
+        if self.decoder.batching == "padded" or len(set(lengths)) == 1:
+            return [(max(lengths), None)]
+        groups: Dict[int, List[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault(n, []).append(i)
+        return [(n, self._upload(np.asarray(idx, np.int64))) for n, idx in sorted(groups.items())]
+
+    def _decode(self, prompt, boxes, mask_input):
+        """One pass for every object: one decoder call per group; ``(Bx1xhxw low-res, B IoU)``."""
+        xy, lab, _, groups = prompt
+        if len(groups) == 1 and groups[0][1] is None:
+            n = groups[0][0]
+            self._counts["decoder_calls"] += 1
+            return self.adapter.decode(xy[:, :n], lab[:, :n], boxes, mask_input)
+        low = iou = None
+        for n, idx in groups:
+            self._counts["decoder_calls"] += 1
+            g_low, g_iou = self.adapter.decode(xy[idx, :n], lab[idx, :n], None if boxes is None else boxes[idx],
+                                               None if mask_input is None else mask_input[idx])
+            if low is None:
+                low = g_low.new_empty((xy.shape[0],) + tuple(g_low.shape[1:]))
+                iou = g_iou.new_empty((xy.shape[0],))
+            low[idx] = g_low
+            iou[idx] = g_iou
+        return low, iou
 
 
-def _bounding_box(mask: np.ndarray) -> Optional[np.ndarray]:
-    """``[x0, y0, x1, y1]`` float pixel indices of the mask's extreme pixels (inclusive), or None
-    when the mask has fewer than ``_MIN_REFINE_PIXELS`` pixels.
+def _extreme_box(on: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``BxHxW bool`` -> ``(Bx4 float32 [x0, y0, x1, y1] inclusive extreme indices, B count)`` on the device.
 
-    Given to ``SamPredictor.predict``, which maps it into the encoder's resized frame. (SAM-PT's
-    code hands the original-resolution box to ``predict_torch`` untransformed, which shrinks it
-    towards the origin by the resize factor; we give the box where the mask actually is.)
+    An empty mask gives a meaningless (but finite) box; callers mask it out by its count.
     """
-    if np.count_nonzero(mask) < _MIN_REFINE_PIXELS:
-        return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
+    count = on.flatten(1).sum(1)
+    rows = on.any(dim=2).to(torch.uint8)
+    cols = on.any(dim=1).to(torch.uint8)
+    h, w = on.shape[1], on.shape[2]
+    y0 = rows.argmax(dim=1)
+    y1 = (h - 1) - rows.flip(1).argmax(dim=1)
+    x0 = cols.argmax(dim=1)
+    x1 = (w - 1) - cols.flip(1).argmax(dim=1)
+    return torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32), count
+
+
+def _cells_to_input(cells: torch.Tensor, cell: float) -> torch.Tensor:
+    """Low-resolution cell indices ``[c0, r0, c1, r1]`` -> the input-frame pixels they cover (inclusive)."""
+    return cells * cell + cells.new_tensor([0.0, 0.0, cell - 1.0, cell - 1.0])
+
+
+# ============================================================================ one frame, the engine's way
+def segment_frame(predictor, image: np.ndarray, tracks: Mapping[int, Tuple[Any, Any, Any]], cfg,
+                  trace: Optional[list] = None, segmenter: Optional[SamSegmenter] = None):
+    """SAM-PT on one frame through the engine's own code path.
+
+    Args:
+        predictor: a ``segment_anything`` / ``segment_anything_hq`` ``SamPredictor`` or a
+            ``sam2`` ``SAM2ImagePredictor`` (ignored when ``segmenter`` is given).
+        image: ``HxWx3 uint8`` RGB.
+        tracks: ``{object_id: (points Nx2 (x, y) px, labels N 1/0, visibility N 0..1)}`` as the
+            tracker outputs them (before the visibility threshold and the border rule).
+        cfg: the validated config (``engine.processing_long_side``, ``engine.overlap``,
+            ``prompting.*``, ``segmenter.decoder``, ``sampling.n_negative``).
+        trace: a list that receives every answered object's per-pass trace (see
+            :attr:`SamSegmenter.trace`), in ascending object id.
+        segmenter: a :class:`SamSegmenter` to use instead of wrapping ``predictor``.
+
+    Returns:
+        ``(label, logits, iou)``: ``HxW uint8`` (0 background, k object id), ``{id: HxW float32}``
+        (``-inf`` where emptied), ``{id: float}`` (the last pass's raw predicted IoU, ``-inf``
+        where SAM was not called) - all at the input image's size.
+
+    The steps are the engine's (:meth:`~sampt_ros.core.engine.SamPtEngine.step`): resize the
+    frame to ``engine.processing_long_side`` (:func:`prompting.resize_long_side`) and the points
+    with it (:func:`prompting.scale_points`), :func:`prompting.build_requests`,
+    ``segmenter.set_image`` + ``segmenter.segment``, :func:`prompting.resize_logits` back to the
+    input size and :func:`prompting.compose_labels` with ``engine.overlap``.
+    """
+    image = as_rgb_image(image)
+    if any(int(oid) > 255 or int(oid) < 1 for oid in tracks):
+        raise ValueError("object ids must be 1..255 for a uint8 label image")
+    seg = segmenter if segmenter is not None else SamSegmenter(cfg, predictor=predictor)
+    in_size = (int(image.shape[0]), int(image.shape[1]))
+    long_side = cfg.engine.processing_long_side
+    proc_size = prompting.processing_size(in_size, long_side)
+    proc = prompting.resize_long_side(image, long_side)
+    tracked: Dict[int, TrackedPoints] = {}
+    labels: Dict[int, np.ndarray] = {}
+    for oid, (points, lab, vis) in tracks.items():
+        pts = as_points(points, f"object {oid} points")
+        tracked[int(oid)] = TrackedPoints(prompting.scale_points(pts, in_size, proc_size),
+                                          np.asarray(vis, np.float64).reshape(-1))
+        labels[int(oid)] = as_labels(lab, len(pts), f"object {oid} labels")
+    p = cfg.prompting
+    requests, _ = prompting.build_requests(tracked, labels, proc_size, p.visibility_threshold, p.border_margin,
+                                           p.others_as_negatives, p.require_own_positive)
+    seg.set_image(proc)
+    batch = [req for _, req in sorted(requests.items()) if req is not None]
+    old_trace = seg.trace
+    seg.trace = trace
+    try:
+        answers = seg.segment(batch)
+    finally:
+        seg.trace = old_trace
+    logits: Dict[int, np.ndarray] = {oid: prompting.empty_logits(in_size) for oid in tracked}
+    iou: Dict[int, float] = {oid: float("-inf") for oid in tracked}
+    for req, ans in zip(batch, answers):
+        logits[req.object_id] = prompting.resize_logits(np.asarray(ans.logits, np.float32), in_size)
+        iou[req.object_id] = float(ans.predicted_iou)
+    label = prompting.compose_labels(logits, in_size, cfg.engine.overlap).astype(np.uint8)
+    return label, logits, iou
+
+
+# ============================================================================ models (compatibility helpers)
+def build_tiny_sam(seed: int = 0):
+    """A tiny, randomly initialised Segment Anything with the real architecture (tests, benchmarks).
+
+    256 px input, 16 px patches (a 16x16 embedding), width 64, 2 blocks (the second global);
+    prompt/decoder width 32; 64x64 low-resolution logits. Deterministic in ``seed``; torch's
+    global random state is left alone.
+    """
+    from .backends.sam import build_tiny_sam as build
+
+    return build(seed)
+
+
+def detect_model_type(state_dict: Mapping[str, Any]) -> str:
+    """The ``segment_anything`` model type (``vit_h``, ``vit_l``, ``vit_b``, ``tiny``) of a state dict;
+    :class:`SamCheckpointError` naming the model otherwise (HQ-SAM, MobileSAM, SAM 2, other)."""
+    from .backends._sam_common import identify, model_name
+
+    family, kind = identify(state_dict)
+    if family == "sam" and kind in ("vit_h", "vit_l", "vit_b", "tiny"):
+        return kind
+    if family == "unknown":
+        raise SamCheckpointError(f"this is {kind}")
+    raise SamCheckpointError(f"this is a {model_name(family, kind)} checkpoint, not Segment Anything")
+
+
+def load_sam(model_type: str, checkpoint: Optional[str], device: str = "auto", allow_random_weights: bool = False):
+    """Build ``segment_anything`` model ``model_type`` and load ``checkpoint`` strictly and safely."""
+    from .backends.sam import SamConfig, load_model
+
+    return load_model(SamConfig(model_type=model_type, checkpoint=checkpoint or "", device=device,
+                                allow_random_weights=allow_random_weights))
