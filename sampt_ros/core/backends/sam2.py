@@ -25,12 +25,13 @@ OFFICIAL_CHECKPOINTS = {
     "hiera_l": "sam2.1_hiera_large.pt",
 }
 SOURCE = "github.com/facebookresearch/sam2"
-#: hydra overrides of the tiny test model: 256 px input, a 4-block Hiera of width 8
+#: hydra overrides of the tiny test model: 256 px input, a 5-block Hiera of width 8 (the global
+#: attention block may not be a stage's first, pooling block)
 TINY_OVERRIDES = [
     "++model.image_size=256",
     "++model.image_encoder.trunk.embed_dim=8",
     "++model.image_encoder.trunk.num_heads=1",
-    "++model.image_encoder.trunk.stages=[1,1,1,1]",
+    "++model.image_encoder.trunk.stages=[1,1,2,1]",
     "++model.image_encoder.trunk.global_att_blocks=[3]",
     "++model.image_encoder.trunk.window_spec=[8,4,4,4]",
     "++model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[4,4]",

@@ -34,13 +34,15 @@ class SamHqConfig(SamFamilyConfig):
 
 def build_tiny(model_type: str = "tiny", seed: int = 0):
     """A tiny random HQ-SAM for tests: ``tiny`` (ViT encoder, 256 px input, width 64, 2 blocks,
-    decoder width 32) or ``tiny_light`` (Light HQ-SAM's TinyViT with narrow stages; TinyViT's
-    SAM variant is fixed to a 1024 px input and a 256-wide neck). Deterministic in ``seed``."""
+    decoder width 32) or ``tiny_light`` (Light HQ-SAM's TinyViT with narrow stages and a 32-wide
+    neck instead of its 256-wide one; TinyViT's SAM variant is fixed to a 1024 px input, a 64x64
+    embedding and 256x256 low-resolution logits). Deterministic in ``seed``."""
     from functools import partial
 
     import torch
     from segment_anything_hq.modeling import (ImageEncoderViT, MaskDecoderHQ, PromptEncoder, Sam, TinyViT,
                                               TwoWayTransformer)
+    from segment_anything_hq.modeling.common import LayerNorm2d
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -51,13 +53,15 @@ def build_tiny(model_type: str = "tiny", seed: int = 0):
                                       norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
                                       window_size=4, global_attn_indexes=(1,))
         elif model_type == "tiny_light":
-            img, patch, dim = 1024, 16, 256
+            img, patch, dim = 1024, 16, 32
             dims = [8, 16, 24, 320]  # the last stage must be 320 wide for TinyViT's SAM strides
             vit_dim = dims[2]
             encoder = TinyViT(img_size=img, in_chans=3, num_classes=10, embed_dims=dims, depths=[1, 1, 1, 1],
                               num_heads=[1, 1, 1, 4], window_sizes=[7, 7, 14, 7], mlp_ratio=1.0, drop_rate=0.0,
                               drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=2.0,
                               local_conv_size=3, layer_lr_decay=0.8)
+            encoder.neck = torch.nn.Sequential(torch.nn.Conv2d(dims[-1], dim, kernel_size=1, bias=False),
+                                               LayerNorm2d(dim))
         else:
             raise ValueError(f"unknown tiny HQ-SAM {model_type!r} (tiny or tiny_light)")
         sam = Sam(
