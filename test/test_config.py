@@ -30,7 +30,7 @@ def test_paper_profiles_hold_the_published_hyperparameters():
         assert (d.refinement_iters, d.refinement_box, d.box_source, d.iou_threshold, d.batching) == (12, True, "full", 0.7, "exact")
         assert (paper.engine.processing_long_side, paper.engine.overlap) == (1024, "confidence")
         assert (paper.sampling.positive_method, paper.sampling.n_positive, paper.sampling.negative_method) == ("kmedoids", 8, "mixed")
-        assert paper.reid.kind == "off"  # SAM-PT has no re-detection
+        assert paper.reid.kind == "none"  # SAM-PT has no re-detection
     paper = load_config([CONFIG / "paper.yaml"])
     assert (paper.engine.reinit_horizon, paper.sampling.n_negative) == (0, 1)
     reinit = load_config([CONFIG / "paper_reinit.yaml"])

@@ -405,7 +405,7 @@ class FakeMemory:
         self.searched = []
 
     def knows(self, object_id):
-        return bool(self.observed)
+        return object_id in self.observed
 
     def observe(self, object_id, ctx, mask):
         self.observed.append(object_id)
@@ -415,7 +415,7 @@ class FakeMemory:
         near = abs(xs.mean() - self.home[0]) < 6 and abs(ys.mean() - self.home[1]) < 6
         return 1.0 if near else 0.0
 
-    def candidates(self, object_id, ctx, exclude, n):
+    def candidates(self, object_id, ctx, exclude, n, around=None):
         from sampt_ros.core.types import Candidate
 
         self.searched.append(object_id)
@@ -445,7 +445,7 @@ def test_drift_is_not_trusted_occluded_then_lost_then_found_again_with_the_same_
     memory.home = (55, 40)  # ... and the object is now elsewhere, out of the candidates' reach
     states = []
     real_candidates = memory.candidates
-    memory.candidates = lambda *a: []
+    memory.candidates = lambda *a, **k: []
     for _ in range(4):
         res = eng.step(frame())
         states.append(res.objects[7].state)

@@ -196,23 +196,35 @@ class ColourMemory:
         overlap = max(float(np.sum(np.sqrt(hist * e.fg))) for e in self._store.get(object_id))
         return float(share ** self.cfg.share_weight * overlap ** self.cfg.overlap_weight)
 
-    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int) -> List[Candidate]:
-        """Peaks of the object's colour likelihood ratio averaged over its remembered size.
+    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int,
+                   around: Optional[np.ndarray] = None) -> List[Candidate]:
+        """Where the object's colours gather, at its remembered size.
 
-        Each candidate: a positive point at the peak (moved to the nearest object-like pixel),
-        and as prior the object-like pixels around the peak (within the object's size).
+        Without ``around``: the peaks of the per-pixel colour log-likelihood ratio (object vs its
+        surroundings) averaged over a window of the object's remembered size (a back-projection);
+        each candidate is a positive point at the peak's blob of object-like pixels, with that
+        blob as the prior. With ``around``: one candidate, the object-like pixels connected to the
+        current mask within the object's size of it (the part of the object the mask missed).
         """
         if not self.knows(object_id):
             return []
         self._counts["searches"] += 1
         index, scale = self._prepared(ctx)
         h, w = index.shape
-        H, W = ctx.image.shape[:2]
         llr = self._llr(object_id)[index]
         if exclude is not None and exclude.any():
             llr[self._work_mask(exclude, (h, w))] = -_MAX_LLR
         area = np.median([e.area for e in self._store.get(object_id)]) * scale * scale
         side = max(3, int(round(np.sqrt(max(area, 1.0)))))
+        if around is not None:
+            out = self._grow(llr, self._work_mask(around, (h, w)), side, scale, ctx.image.shape[:2])
+        else:
+            out = self._search(llr, side, n, scale, ctx.image.shape[:2])
+        self._counts["candidates"] += len(out)
+        return out
+
+    def _search(self, llr: np.ndarray, side: int, n: int, scale: float, size: Tuple[int, int]) -> List[Candidate]:
+        h, w = llr.shape
         density = cv2.blur(llr, (side, side), borderType=cv2.BORDER_CONSTANT)
         # the share of object-like pixels in a window of the object's size, as the peak's weight
         share = cv2.blur((llr > 0).astype(np.float32), (side, side), borderType=cv2.BORDER_CONSTANT)
@@ -220,32 +232,53 @@ class ColourMemory:
         for x, y, value in _peaks(density, n, side // 2 + 1, 0.0):
             if share[y, x] < self.cfg.min_share:
                 continue
-            half = side  # a window twice the object's size around the peak
-            x0, x1 = max(x - half, 0), min(x + half + 1, w)
-            y0, y1 = max(y - half, 0), min(y + half + 1, h)
+            x0, x1 = max(x - side, 0), min(x + side + 1, w)  # a window twice the object's size
+            y0, y1 = max(y - side, 0), min(y + side + 1, h)
             region = np.zeros((h, w), np.uint8)
             region[y0:y1, x0:x1] = (llr[y0:y1, x0:x1] > 0).astype(np.uint8)
             region = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
             count, comp = cv2.connectedComponents(region, connectivity=8)
             if count <= 1:
                 continue
-            # the component nearest the peak is the candidate object
             ys, xs = np.nonzero(comp)
-            nearest = int(np.argmin((xs - x) ** 2 + (ys - y) ** 2))
-            label = comp[ys[nearest], xs[nearest]]
-            blob = comp == label
-            px, py = xs[nearest], ys[nearest]
-            by, bx = np.nonzero(blob)
-            cx, cy = bx.mean(), by.mean()
-            inside = blob[int(round(cy)), int(round(cx))]
-            if inside:  # the blob's centre is a safer positive than its edge
-                px, py = cx, cy
-            point = np.array([[(px + 0.5) / scale - 0.5, (py + 0.5) / scale - 0.5]])
-            prior = cv2.resize(blob.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
-            out.append(Candidate(points=point, labels=np.array([POSITIVE]), prior=prior,
-                                 similarity=float(1.0 / (1.0 + np.exp(-value)))))
-        self._counts["candidates"] += len(out)
+            nearest = int(np.argmin((xs - x) ** 2 + (ys - y) ** 2))  # the blob nearest the peak
+            blob = comp == comp[ys[nearest], xs[nearest]]
+            out.append(self._candidate(blob, (xs[nearest], ys[nearest]), scale, size,
+                                       float(1.0 / (1.0 + np.exp(-value)))))
         return out
+
+    def _grow(self, llr: np.ndarray, current: np.ndarray, side: int, scale: float, size: Tuple[int, int]
+              ) -> List[Candidate]:
+        if not current.any():
+            return []
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * side + 1, 2 * side + 1))
+        window = cv2.dilate(current.astype(np.uint8), k) > 0
+        region = ((llr > 0) & window) | current
+        region = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        region |= current
+        count, comp = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+        touching = np.unique(comp[current])
+        blob = np.isin(comp, touching[touching > 0])
+        if np.count_nonzero(blob) <= np.count_nonzero(current):
+            return []
+        ys, xs = np.nonzero(current)
+        return [self._candidate(blob, (xs.mean(), ys.mean()), scale, size, 1.0)]
+
+    def _candidate(self, blob: np.ndarray, near: Tuple[float, float], scale: float, size: Tuple[int, int],
+                   similarity: float) -> Candidate:
+        """A candidate from a working-size blob: a positive point inside it (its centre if that is
+        inside, else the blob pixel nearest ``near``) and the blob, at the image size, as prior."""
+        H, W = size
+        by, bx = np.nonzero(blob)
+        cx, cy = bx.mean(), by.mean()
+        if blob[int(round(cy)), int(round(cx))]:
+            px, py = cx, cy
+        else:
+            i = int(np.argmin((bx - near[0]) ** 2 + (by - near[1]) ** 2))
+            px, py = bx[i], by[i]
+        point = np.array([[(px + 0.5) / scale - 0.5, (py + 0.5) / scale - 0.5]])
+        prior = cv2.resize(blob.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+        return Candidate(points=point, labels=np.array([POSITIVE]), prior=prior, similarity=similarity)
 
     def remove_object(self, object_id: int) -> None:
         self._store.remove(object_id)
@@ -361,8 +394,12 @@ class EmbeddingMemory:
         bg = max(self._dot(v, e.bg) for e in entries)
         return float(1.0 / (1.0 + np.exp(-(fg - bg) / self.cfg.temperature)))
 
-    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int) -> List[Candidate]:
-        """Peaks of the cosine similarity to the object's features (minus its background's)."""
+    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int,
+                   around: Optional[np.ndarray] = None) -> List[Candidate]:
+        """Peaks of the cosine similarity to the object's features (minus its background's).
+
+        With ``around``, only cells within the object's remembered size of that mask count.
+        """
         grid = self._grid(ctx)
         if grid is None or not self.knows(object_id):
             return []
@@ -386,6 +423,10 @@ class EmbeddingMemory:
             score = np.where(held, -np.inf, score)
         area = np.median([e.area for e in entries])
         radius = max(1, int(round(0.5 * np.sqrt(area) * wv / W)))
+        if around is not None:
+            near = cv2.dilate((self._cells(around, hv, wv, (H, W)) > 0).astype(np.uint8),
+                              np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
+            score = np.where(near, score, -np.inf)
         out: List[Candidate] = []
         for x, y, value in _peaks(score.astype(np.float32), n, radius, self.cfg.min_margin):
             px, py = (x + 0.5) * W / wv - 0.5, (y + 0.5) * H / hv - 0.5

@@ -16,7 +16,7 @@ The tree::
     segmenter   kind + one section per registered segmenter (sam, sam_hq, sam2, classic)
                 + decoder (SAM-PT's prompt passes, shared by the SAM family)
     sampling    query points sampled from masks
-    reid        appearance memory and re-detection: kind (off or a registered memory) + its section
+    reid        appearance memory and re-detection: kind (none or a registered memory) + its section
     node        the ROS node's own settings (validated by the node)
 
 The ``tracker``, ``segmenter`` and ``reid`` sections are assembled from
@@ -119,14 +119,14 @@ class SamplingConfig(Section):
 
 
 def _family_section(family: str, default_kind: str, doc: str, extra: Sequence[Tuple[str, type, Any]] = (),
-                    off: bool = False, validate=None) -> type:
-    """The section of one component family: ``kind`` (a registered backend, or ``off``), the
+                    optional: bool = False, validate=None) -> type:
+    """The section of one component family: ``kind`` (a registered backend, or ``none``), the
     family's own settings (``extra``) and one sub-section per registered backend."""
     known = registry.backends(family)
     section = registry.FAMILIES[family]
-    choices = (("off",) if off else ()) + tuple(known)
+    choices = (("none",) if optional else ()) + tuple(known)
     names = ", ".join(f"{n} ({b.doc})" for n, b in known.items())
-    fields = [("kind", str, setting(default_kind, f"{doc}: {'off, ' if off else ''}{names}", choices=choices))]
+    fields = [("kind", str, setting(default_kind, f"{doc}: {'none, ' if optional else ''}{names}", choices=choices))]
     fields += list(extra)
     fields += [(name, b.config, subsection(b.config)) for name, b in known.items()]
     namespace = {"path": section, "__doc__": f"The {section} section: {doc}."}
@@ -149,7 +149,7 @@ SegmenterConfig = _family_section(
     "segmenter", "sam", "segmenter", extra=[("decoder", DecoderConfig, subsection(DecoderConfig))])
 
 ReidConfig = _family_section(
-    "memory", "off", "appearance memory that confirms masks and re-detects lost objects", off=True,
+    "memory", "none", "appearance memory that confirms masks and re-detects lost objects", optional=True,
     extra=[
         ("lost_after", int, setting(10, "frames an object stays OCCLUDED (no trusted mask) before it is LOST",
                                     range=(0, 100000))),
@@ -169,6 +169,17 @@ ReidConfig = _family_section(
                                           range=(0.0, 1.0))),
         ("max_area_ratio", float, setting(4.0, "a mask larger than this x the remembered area has leaked",
                                           range=(1.0, 1000.0))),
+        ("search_radius", float, setting(2.0, "an OCCLUDED object is looked for within this many object sizes "
+                                              "(sqrt of its remembered area) of where it was last seen, growing by "
+                                              "as much each frame it stays hidden; a LOST one anywhere",
+                                         range=(0.0, 1000.0))),
+        ("confirm_frames", int, setting(3, "the memory learns from an object only after this many trusted frames "
+                                           "in a row (a wrong re-detection is not learnt at once)",
+                                        range=(1, 1000))),
+        ("regrow_ratio", float, setting(0.6, "a trusted mask smaller than this x the remembered area is regrown: "
+                                             "the memory proposes the whole object around it (an object coming "
+                                             "out from behind something or into the view); 0: off",
+                                        range=(0.0, 1.0))),
     ])
 
 

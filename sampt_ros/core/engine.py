@@ -86,6 +86,8 @@ class _Object:
     area: float = 0.0  # remembered area of trusted masks (px, running mean)
     state: ObjectState = ObjectState.TRACKING
     missing: int = 0  # consecutive frames without a trusted mask
+    streak: int = 0  # consecutive frames with a trusted mask
+    centre: Optional[Tuple[float, float]] = None  # (x, y) of the last trusted mask
     samples: int = 0  # query-point samplings so far (each draws its own random stream)
     reinit_failed: bool = False  # re-initialisation found no mask (reported LOST until a mask comes back)
 
@@ -415,20 +417,33 @@ class SamPtEngine:
 
     def _search(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints], index: int,
                 ctx: FrameContext, timings: Dict[str, float]) -> None:
-        """Re-detection: look for untrusted objects where their memory says they might be."""
+        """Ask the memory where objects are: re-detection of untrusted ones, regrowth of shrunk ones.
+
+        Untrusted objects (OCCLUDED, LOST) are searched in the whole frame; a trusted object whose
+        mask is smaller than ``reid.regrow_ratio`` x its remembered area gets one candidate
+        around its mask. Every candidate is segmented (one batched segmenter call, ``probe``
+        requests), scored like any mask, and must not take pixels another trusted object holds.
+        At most ``reid.objects_per_frame`` objects are searched per frame (lost ones first,
+        round robin), which bounds the added cost.
+        """
         if self.memory is None:
             return
         r = self.config.reid
         if index % r.search_every:
             return
-        lost = [oid for oid in sorted(outcomes) if not outcomes[oid].trusted and self.memory.knows(oid)
-                and self._objects[oid].area > 0]
-        if not lost:
-            return
         t = time.perf_counter()
-        start = self._search_cursor % len(lost)
-        chosen = (lost[start:] + lost[:start])[: r.objects_per_frame]
-        self._search_cursor += len(chosen)
+        known = [oid for oid in sorted(outcomes) if self.memory.knows(oid) and self._objects[oid].area > 0]
+        lost = [oid for oid in known if not outcomes[oid].trusted]
+        shrunk = [oid for oid in known if outcomes[oid].trusted and outcomes[oid].seg_score < 1.0 and r.regrow_ratio > 0
+                  and np.count_nonzero(outcomes[oid].logits > 0) < r.regrow_ratio * self._objects[oid].area]
+        if lost:
+            start = self._search_cursor % len(lost)
+            lost = lost[start:] + lost[:start]
+        chosen = (lost + shrunk)[: r.objects_per_frame]
+        if not chosen:
+            timings["reid"] += time.perf_counter() - t
+            return
+        self._search_cursor += len([oid for oid in chosen if oid in lost])
         held = {oid: out.logits > 0 for oid, out in outcomes.items() if out.trusted}
         negatives = self._trusted_positives(outcomes, tracks)
         batch: List[SegmentRequest] = []
@@ -437,7 +452,10 @@ class SamPtEngine:
             for other, m in held.items():
                 if other != oid:
                     exclude |= m
-            for cand in self.memory.candidates(oid, ctx, exclude, r.candidates):
+            grow = oid in held
+            cands = self.memory.candidates(oid, ctx, exclude, 1 if grow else r.candidates,
+                                           around=held[oid] if grow else None)
+            for cand in cands:
                 neg = [p for o, p in negatives.items() if o != oid]
                 pts = np.concatenate([cand.points] + neg, axis=0) if neg else cand.points
                 lab = np.concatenate([cand.labels] + [np.zeros(len(p), np.int64) for p in neg]) if neg \
@@ -452,11 +470,11 @@ class SamPtEngine:
         t = time.perf_counter()
         best: Dict[int, Tuple[float, np.ndarray, float]] = {}
         for req, seg in zip(batch, answers):
+            oid = req.object_id
             logits = np.asarray(seg.logits, np.float32)
             mask = logits > 0
             if not mask.any():
                 continue
-            oid = req.object_id
             # a region held by another object with a trusted mask is not taken from it
             taken = np.zeros_like(mask)
             for other, m in held.items():
@@ -468,7 +486,25 @@ class SamPtEngine:
                 logits = np.where(taken, np.float32(-np.inf), logits)
                 mask = mask & ~taken
             score = self._score(oid, mask, float(seg.score), ctx)
-            if score >= r.accept and score > best.get(oid, (-1.0,))[0]:
+            obj = self._objects[oid]
+            if oid not in held and obj.state != ObjectState.LOST and obj.centre is not None:
+                # an object hidden moments ago reappears near where it was
+                ys, xs = np.nonzero(mask)
+                reach = r.search_radius * np.sqrt(obj.area) * (1 + obj.missing)
+                if np.hypot(xs.mean() - obj.centre[0], ys.mean() - obj.centre[1]) > reach:
+                    continue
+            if oid in held:
+                # regrowth: the larger mask must keep most of the current one, stay within the
+                # remembered size and score at least as well
+                current = held[oid]
+                keeps = np.count_nonzero(mask & current) >= 0.6 * np.count_nonzero(current)
+                area = float(np.count_nonzero(mask))
+                if not (keeps and np.count_nonzero(current) < area <= 1.3 * self._objects[oid].area
+                        and score >= min(outcomes[oid].score, r.accept) and score >= r.min_score):
+                    continue
+            elif score < r.accept:
+                continue
+            if score > best.get(oid, (-1.0,))[0]:
                 best[oid] = (score, logits, float(seg.score))
         for oid, (score, logits, seg_score) in best.items():
             outcomes[oid] = _Outcome(logits, seg_score=seg_score, score=score, trusted=True, reacquired=True)
@@ -577,15 +613,21 @@ class SamPtEngine:
             mask = masks[oid]
             if out.trusted and mask.any():
                 if out.reacquired:
+                    # found again (or regrown) by a probe: restart from this mask; the segmenter's
+                    # per-object state describes the mask it had before, so it is dropped
                     self._restart_track(obj, mask, index, ctx.image, timings)
+                    self.segmenter.remove_object(oid)
                 elif obj.query_frame != index or obj.mask_points is None:
                     obj.mask_points = np.asarray(tracks[oid].points, np.float64).copy()
                 obj.mask = mask
                 obj.missing = 0
+                obj.streak = 0 if out.reacquired else obj.streak + 1
                 obj.reinit_failed = False
+                ys, xs = np.nonzero(mask)
+                obj.centre = (float(xs.mean()), float(ys.mean()))
                 area = float(np.count_nonzero(mask))
-                learn = (self.memory is None or out.score >= r.update_score or out.seg_score >= 1.0
-                         or not self.memory.knows(oid))
+                learn = (self.memory is None or out.seg_score >= 1.0 or not self.memory.knows(oid)
+                         or (out.score >= r.update_score and obj.streak >= r.confirm_frames))
                 if learn:
                     obj.area = area if obj.area <= 0 else 0.9 * obj.area + 0.1 * area
                     if self.memory is not None:
@@ -593,6 +635,7 @@ class SamPtEngine:
                 obj.state = ObjectState.LOST if obj.reinit_failed else ObjectState.TRACKING
             else:
                 obj.missing += 1
+                obj.streak = 0
                 lost = obj.missing > r.lost_after or obj.reinit_failed
                 obj.state = ObjectState.LOST if lost else ObjectState.OCCLUDED
         timings["reid"] += time.perf_counter() - t

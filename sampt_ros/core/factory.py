@@ -32,8 +32,8 @@ def build_segmenter(config: Config):
 
 
 def build_memory(config: Config):
-    """The configured :class:`~sampt_ros.core.types.AppearanceMemory`, or None (``reid.kind: off``)."""
-    if config.reid.kind == "off":
+    """The configured :class:`~sampt_ros.core.types.AppearanceMemory`, or None (``reid.kind: none``)."""
+    if config.reid.kind == "none":
         return None
     return _build("memory", config.reid.kind, config)
 
@@ -60,5 +60,5 @@ def describe(config: Config) -> str:
     if model:
         seg = f"{seg} {model}"
     reinit = f"re-init every {config.engine.reinit_horizon}" if config.engine.reinit_horizon else "no re-init"
-    reid = "no re-detection" if config.reid.kind == "off" else f"{config.reid.kind} re-detection"
+    reid = "no re-detection" if config.reid.kind == "none" else f"{config.reid.kind} re-detection"
     return f"{config.profile}: {trk} + {seg}, {reinit}, {reid}"

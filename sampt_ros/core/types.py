@@ -238,8 +238,13 @@ class AppearanceMemory(Protocol):
     def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
         """How well a mask in this frame matches what the object looks like, 0..1 (1 without memory)."""
 
-    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int) -> List[Candidate]:
-        """Up to ``n`` places where the object might be, outside the ``HxW bool`` ``exclude`` region."""
+    def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int,
+                   around: Optional[np.ndarray] = None) -> List[Candidate]:
+        """Up to ``n`` places where the object might be, outside the ``HxW bool`` ``exclude`` region.
+
+        With ``around`` (``HxW bool``: the object's current, too small mask) the search stays next
+        to that mask and proposes the whole object it belongs to (regrowing it).
+        """
 
     def knows(self, object_id: int) -> bool:
         """Whether the object has at least one entry."""
