@@ -26,6 +26,10 @@ want="$(cat "$root/scripts/requirements.txt" "$root/setup.py" | sha256sum | cut 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing pinned dependencies (first run: torch is large, a few minutes)"
   pip install -q -r "$root/scripts/requirements.txt"
+  # SAM 2.1 (segmenter.kind: sam2) is an sdist: build it against the torch above (no build isolation,
+  # which would fetch a second torch) and without its optional CUDA extension; its dependencies are
+  # pinned in requirements.txt.
+  SAM2_BUILD_CUDA=0 pip install -q --no-deps --no-build-isolation sam2==1.1.0
   # vos-benchmark (the DAVIS J/F reference) wants opencv-python; we use the headless build.
   pip install -q --no-deps vos-benchmark==0.1.0
   pip install -q --no-deps --no-build-isolation -e "$root" --config-settings editable_mode=compat
