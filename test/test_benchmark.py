@@ -84,3 +84,39 @@ def test_benchmark_errors_exit_2(tmp_path, capsys):
     assert bm.main(["--profile", "cpu", "--davis", str(tmp_path), "--sequence", "x"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "not a DAVIS-layout folder" in err
+
+
+def test_counters_prefer_the_protocols_stats():
+    class Seg:
+        decoder_calls = 99  # an attribute that stats() supersedes
+
+        def stats(self):
+            return {"decoder_calls": 3, "embeddings_computed": 2, "ratio": 0.5, "flag": True}
+
+    assert bm.counters(Seg()) == {"decoder_calls": 3, "embeddings_computed": 2}
+
+
+def test_json_flag_prints_one_summary_line_last(capsys):
+    rc = bm.main(["--profile", "cpu", "--size", "160x120", "--frames", "2", "--warmup", "1", "--objects", "2",
+                  "--json", "--no-progress"])
+    assert rc == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    assert summary["objects"] == 2 and summary["embeddings_per_frame"] == 1.0 and summary["frames"] == 2
+    assert set(summary["ms"]) == {"embedding", "tracker", "decoder", "sampling", "total"}
+    assert summary["ms"]["total"] > 0 and summary["peak_rss_mib"] > 10 and summary["timing"] == "host clock"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objects", [1, 4])
+def test_random_weights_sam_decodes_every_object_of_a_pass_in_one_call(objects, capsys):
+    """random_weights: batching padded, 12 refinement passes: 14 decoder calls per frame for any number
+    of objects, one image embedding per frame."""
+    pytest.importorskip("torch")
+    pytest.importorskip("segment_anything")
+    rc = bm.main(["--profile", "random_weights", "--size", "160x120", "--frames", "2", "--warmup", "1",
+                  "--objects", str(objects), "--json", "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["objects"] == objects
+    assert summary["decoder_calls_per_frame"] == 14.0 and summary["embeddings_per_frame"] == 1.0

@@ -13,11 +13,19 @@ memory (and the CUDA peak allocation when a GPU is used), the devices, and the c
 show the work done per frame: image embeddings computed, tracker frames prepared / feature
 maps computed, decoder passes, against the number of frames.
 
+On a GPU every stage is timed with CUDA events recorded around the component calls (the engine's
+own host clocks would only measure kernel launches), and the frame is synchronised once, after
+the step. With ``--json`` the last line printed is one JSON object (medians)::
+
+    {"objects": N, "decoder_calls_per_frame": .., "embeddings_per_frame": .., "ms": {"embedding": ..,
+     "tracker": .., "decoder": .., "sampling": .., "total": ..}, "peak_rss_mib": .., "cuda_max_allocated_mib": ..}
+
 Example (tiny random models, numbers meaningless but the code path real)::
 
     sampt-benchmark --profile cpu --frames 30
-    sampt-benchmark --frames 10 --set segmenter.sam.model_type=vit_b \\
-        segmenter.sam.allow_random_weights=true tracker.pips.allow_random_weights=true
+    sampt-benchmark --profile random_weights --size 640x480 --objects 8 --json
+    sampt-benchmark --frames 10 --profile random_weights --set segmenter.kind=sam_hq \\
+        segmenter.sam_hq.model_type=tiny_light segmenter.sam_hq.allow_random_weights=true
 """
 
 from __future__ import annotations
@@ -156,7 +164,17 @@ def _davis_frames(root: str, name: str, size: Optional[Tuple[int, int]], total: 
 
 # ---------------------------------------------------------------------------- measurement
 def counters(component: Any) -> Dict[str, int]:
-    """Public int attributes of a tracker/segmenter that count work (``*_computed``, ``*_calls``, ...)."""
+    """A component's work counters: its ``stats()`` (the protocol), else its public int attributes that
+    count work (``*_computed``, ``*_calls``, ...)."""
+    stats = getattr(component, "stats", None)
+    if callable(stats):
+        try:
+            values = stats()
+        except Exception:  # noqa: BLE001 - a component without a working stats() falls back to attributes
+            values = None
+        if isinstance(values, dict):
+            return {str(k): int(v) for k, v in sorted(values.items())
+                    if isinstance(v, (int, np.integer)) and not isinstance(v, bool)}
     out: Dict[str, int] = {}
     for name in sorted(dir(component)):
         if name.startswith("_") or not (name.endswith(COUNTER_SUFFIXES) or name in COUNTER_NAMES):
@@ -208,6 +226,48 @@ def _torch():
     return sys.modules.get("torch")
 
 
+class CudaStageTimer:
+    """Times engine stages on a GPU with CUDA events recorded around the component calls.
+
+    The tracker's ``push_frame``/``track``, the segmenter's ``set_image``/``segment`` and the
+    sampler's ``sample`` are wrapped on the instances (the engine is unchanged); events are only
+    recorded inside a frame, and read after the frame's one synchronisation.
+    """
+
+    STAGE_OF = {("tracker", "push_frame"): "tracker", ("tracker", "track"): "tracker",
+                ("segmenter", "set_image"): "embedding", ("segmenter", "segment"): "decoder",
+                ("sampler", "sample"): "sampling"}
+
+    def __init__(self, engine, torch) -> None:
+        self.torch = torch
+        self.pending: List[Tuple[str, Any, Any]] = []
+        for (attr, method), stage in self.STAGE_OF.items():
+            comp = getattr(engine, attr, None)
+            fn = getattr(comp, method, None)
+            if fn is not None:
+                setattr(comp, method, self._wrap(fn, stage))
+
+    def _wrap(self, fn, stage):
+        def timed(*args, **kwargs):
+            start = self.torch.cuda.Event(enable_timing=True)
+            end = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                end.record()
+                self.pending.append((stage, start, end))
+        return timed
+
+    def frame(self) -> Dict[str, float]:
+        """Seconds per stage of the frame just run (call after synchronising)."""
+        out = dict.fromkeys(STAGES, 0.0)
+        for stage, start, end in self.pending:
+            out[stage] = out.get(stage, 0.0) + start.elapsed_time(end) / 1000.0
+        self.pending = []
+        return out
+
+
 def peak_rss_mib() -> float:
     """Peak resident set size of this process (Linux reports KiB)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -256,8 +316,10 @@ def run_benchmark(
         engine.set_prompt(oid, mask=gt0 == oid)
     torch = _torch()
     cuda = bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    timer = None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+        timer = CudaStageTimer(engine, torch)
 
     rows: Dict[str, List[float]] = {k: [] for k in STAGES + ("other", "step", "wall", "label_image", "overlay")}
     counts_start: Dict[str, Dict[str, int]] = {}
@@ -271,11 +333,20 @@ def run_benchmark(
             counts_start = {"tracker": counters(engine.tracker), "segmenter": counters(engine.segmenter)}
             if cuda and _torch() is not None:
                 _torch().cuda.synchronize()
+        if cuda:
+            step_start = torch.cuda.Event(enable_timing=True)
+            step_end = torch.cuda.Event(enable_timing=True)
+            step_start.record()
         t0 = time.perf_counter()
         result = engine.step(image)
         if cuda:
+            step_end.record()
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
+        if timer is not None:
+            gpu = timer.frame()
+            result.timings.update(gpu)
+            result.timings["total"] = step_start.elapsed_time(step_end) / 1000.0
         t1 = time.perf_counter()
         result.label_image(image.shape[:2])
         t2 = time.perf_counter()
@@ -330,6 +401,7 @@ def run_benchmark(
         "fps": frames / seconds if seconds > 0 else 0.0,
         "peak_rss_mib": peak_rss_mib(),
         "cuda_max_allocated_mib": (float(torch.cuda.max_memory_allocated()) / 2 ** 20) if cuda else None,
+        "timing": "cuda events" if cuda else "host clock",
         "device": {
             "tracker": component_device(engine.tracker),
             "segmenter": component_device(engine.segmenter),
@@ -343,6 +415,34 @@ def run_benchmark(
         "object_states": states,
     }
     return report
+
+
+def summary(r: Dict[str, Any]) -> Dict[str, Any]:
+    """The one-line JSON summary of a report (medians per frame)."""
+    counts = r["counts"]
+
+    def per_frame(name: str) -> Optional[float]:
+        c = counts.get(name)
+        return None if c is None else round(float(c["per_frame"]), 4)
+
+    med = r["median_ms"]
+    return {
+        "profile": r["config"].get("profile"),
+        "segmenter": r["describe"],
+        "objects": r["input"]["objects"],
+        "size": f"{r['input']['width']}x{r['input']['height']}",
+        "frames": r["frames"],
+        "decoder_calls_per_frame": per_frame("segmenter.decoder_calls"),
+        "embeddings_per_frame": per_frame("segmenter.embeddings_computed"),
+        "ms": {"embedding": round(med["embedding"], 3), "tracker": round(med["tracker"], 3),
+               "decoder": round(med["decoder"], 3), "sampling": round(med["sampling"], 3),
+               "total": round(med["step"], 3)},
+        "fps": round(r["fps"], 3),
+        "peak_rss_mib": round(r["peak_rss_mib"], 1),
+        "cuda_max_allocated_mib": None if r["cuda_max_allocated_mib"] is None else round(r["cuda_max_allocated_mib"], 1),
+        "timing": r.get("timing"),
+        "device": r["device"]["segmenter"],
+    }
 
 
 def format_report(r: Dict[str, Any]) -> str:
@@ -414,7 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", metavar="NAME", help="the DAVIS sequence (with --davis)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated sequence")
     p.add_argument("--threads", type=int, metavar="N", help="torch / OpenCV threads")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--json", metavar="FILE", nargs="?", const="",
+                   help="print a one-line JSON summary as the last line (medians: ms per stage, decoder calls and "
+                        "embeddings per frame, peak memory); with FILE also write the whole report there")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -429,7 +531,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import cv2
 
             cv2.setNumThreads(args.threads)
-            if config.tracker.kind == "pips" or config.segmenter.kind == "sam":
+            if config.tracker.kind == "pips" or config.segmenter.kind in ("sam", "sam_hq", "sam2"):
                 import torch
 
                 torch.set_num_threads(args.threads)
@@ -447,6 +549,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(path, report)
+    if args.json is not None:
+        import json
+
+        print(json.dumps(summary(report)), flush=True)
     return 0
 
 
