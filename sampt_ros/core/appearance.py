@@ -379,8 +379,18 @@ class EmbeddingMemory:
                                                    float(np.count_nonzero(mask))))
         self._counts["observed"] += 1
 
+    def _floor(self, entries: List[_EmbeddingEntry]) -> float:
+        """The least cosine to the object's features that still looks like it: how alike the object's
+        own entries are (their mean cosine to the first) minus ``max_drop``."""
+        anchor = entries[0].fg
+        own = float(np.mean([self._dot(e.fg, anchor) for e in entries]))
+        return own - self.cfg.max_drop
+
     def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
-        """``sigmoid((max cos(mask, object entries) - max cos(mask, backgrounds)) / temperature)``."""
+        """``sigmoid((fg - max(bg + margin, floor)) / temperature)`` with ``fg`` / ``bg`` the mask's
+        best cosine to the object's / its backgrounds' remembered features: high only when the
+        mask looks like the object in absolute terms (``floor``, see :meth:`_floor`) and more like
+        it than like what surrounded it."""
         grid = self._grid(ctx)
         if grid is None or not self.knows(object_id):
             return 1.0
@@ -392,7 +402,8 @@ class EmbeddingMemory:
         entries = self._store.get(object_id)
         fg = max(self._dot(v, e.fg) for e in entries)
         bg = max(self._dot(v, e.bg) for e in entries)
-        return float(1.0 / (1.0 + np.exp(-(fg - bg) / self.cfg.temperature)))
+        threshold = max(bg + self.cfg.min_margin, self._floor(entries))
+        return float(1.0 / (1.0 + np.exp(-(fg - threshold) / self.cfg.temperature)))
 
     def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int,
                    around: Optional[np.ndarray] = None) -> List[Candidate]:
@@ -412,11 +423,13 @@ class EmbeddingMemory:
             bg = torch.stack([e.bg for e in entries])
             sim_fg = torch.einsum("kc,chw->khw", fg, feats).amax(dim=0)
             sim_bg = torch.einsum("kc,chw->khw", bg, feats).amax(dim=0)
-            score = (sim_fg - sim_bg).float().cpu().numpy()
+            sim_fg, sim_bg = sim_fg.float().cpu().numpy(), sim_bg.float().cpu().numpy()
         else:
             fg = np.stack([e.fg for e in entries])
             bg = np.stack([e.bg for e in entries])
-            score = np.einsum("kc,chw->khw", fg, feats).max(axis=0) - np.einsum("kc,chw->khw", bg, feats).max(axis=0)
+            sim_fg = np.einsum("kc,chw->khw", fg, feats).max(axis=0)
+            sim_bg = np.einsum("kc,chw->khw", bg, feats).max(axis=0)
+        score = sim_fg - np.maximum(sim_bg + self.cfg.min_margin, self._floor(entries))
         H, W = ctx.image.shape[:2]
         if exclude is not None and exclude.any():
             held = self._cells(exclude, hv, wv, (H, W)) > 0.5
@@ -428,7 +441,7 @@ class EmbeddingMemory:
                               np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
             score = np.where(near, score, -np.inf)
         out: List[Candidate] = []
-        for x, y, value in _peaks(score.astype(np.float32), n, radius, self.cfg.min_margin):
+        for x, y, value in _peaks(score.astype(np.float32), n, radius, 0.0):
             px, py = (x + 0.5) * W / wv - 0.5, (y + 0.5) * H / hv - 0.5
             low = np.unravel_index(int(np.argmin(np.where(np.isfinite(score), score, np.inf))), score.shape)
             nx, ny = (low[1] + 0.5) * W / wv - 0.5, (low[0] + 0.5) * H / hv - 0.5

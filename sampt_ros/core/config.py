@@ -169,9 +169,10 @@ ReidConfig = _family_section(
                                           range=(0.0, 1.0))),
         ("max_area_ratio", float, setting(4.0, "a mask larger than this x the remembered area has leaked",
                                           range=(1.0, 1000.0))),
-        ("search_radius", float, setting(2.0, "an OCCLUDED object is looked for within this many object sizes "
-                                              "(sqrt of its remembered area) of where it was last seen, growing by "
-                                              "as much each frame it stays hidden; a LOST one anywhere",
+        ("search_radius", float, setting(2.0, "a re-detection candidate's score is weighed by a Gaussian of its "
+                                              "distance to where the object was last seen, of this many object "
+                                              "sizes (sqrt of the remembered area), widening by 20% each frame the "
+                                              "object stays hidden; 0: position does not count",
                                          range=(0.0, 1000.0))),
         ("confirm_frames", int, setting(3, "the memory learns from an object only after this many trusted frames "
                                            "in a row (a wrong re-detection is not learnt at once)",

@@ -487,12 +487,13 @@ class SamPtEngine:
                 mask = mask & ~taken
             score = self._score(oid, mask, float(seg.score), ctx)
             obj = self._objects[oid]
-            if oid not in held and obj.state != ObjectState.LOST and obj.centre is not None:
-                # an object hidden moments ago reappears near where it was
+            if oid not in held and obj.centre is not None and r.search_radius > 0:
+                # an object reappears near where it was last seen, the more so the shorter it was
+                # hidden: a look-alike far away (a replay on a screen, a second car) is discounted
                 ys, xs = np.nonzero(mask)
-                reach = r.search_radius * np.sqrt(obj.area) * (1 + obj.missing)
-                if np.hypot(xs.mean() - obj.centre[0], ys.mean() - obj.centre[1]) > reach:
-                    continue
+                reach = r.search_radius * np.sqrt(obj.area) * (1.0 + 0.2 * obj.missing)
+                dist = np.hypot(xs.mean() - obj.centre[0], ys.mean() - obj.centre[1])
+                score *= float(np.exp(-0.5 * (dist / reach) ** 2))
             if oid in held:
                 # regrowth: the larger mask must keep most of the current one, stay within the
                 # remembered size and score at least as well

@@ -15,8 +15,11 @@ class EmbeddingMemoryConfig(Section):
 
     path: ClassVar[str] = "reid.embedding"
     temperature: float = setting(0.05, "cosine-margin scale of the similarity's sigmoid", range=(0.001, 10.0))
-    min_margin: float = setting(0.0, "a candidate cell must be at least this much closer to the object than to "
-                                     "its background (cosine)", range=(-2.0, 2.0))
+    min_margin: float = setting(0.05, "how much closer (cosine) to the object's features than to its background's "
+                                      "a mask or a candidate cell must be to count as the object (similarity 0.5)",
+                                range=(-2.0, 2.0))
+    max_drop: float = setting(0.3, "a mask or candidate must be within this cosine of how alike the object's own "
+                                   "remembered features are (absolute look-alike floor)", range=(0.0, 2.0))
 
 
 @register("memory", "embedding", EmbeddingMemoryConfig, "the segmenter's image embedding under the mask "
