@@ -158,8 +158,11 @@ def _fastdds_setup(context: LaunchContext):
         return []
     if os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
         return []
-    return [SetEnvironmentVariable(
-        "FASTRTPS_DEFAULT_PROFILES_FILE", str(_share_dir() / "config" / "fastdds.xml"))]
+    return [
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", str(_share_dir() / "config" / "fastdds.xml")),
+        # the profile's data_reader/data_writer settings (DYNAMIC sample buffers) apply only with this
+        SetEnvironmentVariable("RMW_FASTRTPS_USE_QOS_FROM_XML", "1"),
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -82,7 +82,8 @@ topics = {{t: node.create_subscription(Header, t, lambda m: None, 1).topic_name
 with open(os.environ["SAMPT_STANDIN_REPORT"], "w") as f:
     json.dump({{"name": node.get_name(), "namespace": node.get_namespace(), "topics": topics,
                "params": {{n: p.value for n, p in node._parameters.items()}},
-               "fastdds": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")}}, f)
+               "fastdds": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"),
+               "qos_from_xml": os.environ.get("RMW_FASTRTPS_USE_QOS_FROM_XML")}}, f)
 node.destroy_node()
 rclpy.shutdown()
 """
@@ -121,6 +122,7 @@ def _run_launch(prefix, tmp_path, *arguments, env_extra=None):
     env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix), SAMPT_STANDIN_REPORT=str(report),
                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOG_DIR=str(tmp_path / "log"))
     env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+    env.pop("RMW_FASTRTPS_USE_QOS_FROM_XML", None)
     env.update(env_extra or {})
     done = subprocess.run([sys.executable, str(script), str(LAUNCH_FILE), *arguments], env=env,
                           capture_output=True, text=True, timeout=120)
@@ -157,8 +159,10 @@ def test_launch_sets_the_transport_by_default_and_keeps_a_chosen_one(standin_pre
     done, report = _run_launch(standin_prefix, tmp_path, "mode:=lockstep")
     assert done.returncode == 0 and report is not None, done.stdout + done.stderr
     assert report["fastdds"] == ours and report["params"]["node.mode"] == "lockstep"
+    assert report["qos_from_xml"] == "1"  # the profile's DYNAMIC sample buffers apply only with it
     done, report = _run_launch(standin_prefix, tmp_path, "fastdds_profile:=false")
     assert done.returncode == 0 and report["fastdds"] is None, done.stdout + done.stderr
+    assert report["qos_from_xml"] is None
     mine = str(tmp_path / "mine.xml")
     done, report = _run_launch(standin_prefix, tmp_path, env_extra={"FASTRTPS_DEFAULT_PROFILES_FILE": mine})
     assert done.returncode == 0 and report["fastdds"] == mine, done.stdout + done.stderr

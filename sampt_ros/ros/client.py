@@ -70,6 +70,7 @@ def ros_env(domain_id: int, fastdds_profile: Optional[str] = None, base: Optiona
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if fastdds_profile:
         env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile)
+        env["RMW_FASTRTPS_USE_QOS_FROM_XML"] = "1"  # as the launch file sets it with the profile
     return env
 
 

@@ -72,7 +72,7 @@ def start_node(namespace: str, params: Dict[str, object], domain_id: int, log_pa
     from sampt_ros.ros.client import _param_text, ros_env
 
     repo = Path(node_repo or REPO)
-    env = ros_env(domain_id, os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"))
+    env = ros_env(domain_id)
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "sampt_ros.ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
     for name, value in params.items():
@@ -187,6 +187,10 @@ _BPP = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "
 _SIDES = [0, 1, 2, 3, 4, 5, 7, 9, 13, 33, 64, 1 << 16, (1 << 31) - 1, (1 << 32) - 1]
 
 
+#: the largest payload of a generated raw image (bytes)
+MAX_PAYLOAD = 1 << 22
+
+
 def gen_image(rng: random.Random, stamp_ns: int, allow_resize: bool = False):
     """One generated ``sensor_msgs/Image``: usually broken, sometimes valid at the stream's size."""
     from sensor_msgs.msg import Image
@@ -203,9 +207,9 @@ def gen_image(rng: random.Random, stamp_ns: int, allow_resize: bool = False):
             w = rng.choice([1, 2, 3, 5, 7])  # a valid layout must keep the stream's size
     row = min(w * bpp, 1 << 40)
     step = rng.choice([row, row, row + rng.randint(1, 16), max(0, row - 1), 0, (1 << 32) - 1]) & 0xFFFFFFFF
-    want = step * h if step * h <= (1 << 22) else rng.randint(0, 4096)
+    want = step * h if step * h <= MAX_PAYLOAD else rng.randint(0, 4096)
     size = rng.choice([want, want, max(0, want - rng.randint(1, 64)), want + rng.randint(1, 64), 0])
-    size = min(size, 1 << 22)
+    size = min(size, MAX_PAYLOAD)
     data = rng.randbytes(size) if size < 4096 else np.random.default_rng(rng.getrandbits(32)).integers(
         0, 256, size, dtype=np.uint8).tobytes()
     msg = Image(height=h & 0xFFFFFFFF, width=w & 0xFFFFFFFF, encoding=enc, step=step, data=data,
@@ -354,7 +358,8 @@ def gen_click(rng: random.Random):
 # ---------------------------------------------------------------------------- fuzz
 def run_fuzz(n_messages: int, seed: int = 0, node_repo: Optional[Path] = None, check_every: int = 25,
              bomb_share: float = 0.0006, allow_resize: bool = False, out_dir: Optional[Path] = None,
-             domain_id: Optional[int] = None, phases=("raw", "compressed")) -> Dict[str, object]:
+             domain_id: Optional[int] = None, phases=("raw", "compressed"),
+             mix: Tuple[float, float, float] = (0.55, 0.35, 0.10)) -> Dict[str, object]:
     """Send ``n_messages`` generated messages (split over ``phases``: raw images to one node,
     compressed images to another) through node processes."""
     rng = random.Random(seed)
@@ -388,16 +393,16 @@ def run_fuzz(n_messages: int, seed: int = 0, node_repo: Optional[Path] = None, c
                 sent = 0
                 while sent < n_phase:
                     for _ in range(min(check_every, n_phase - sent)):
-                        r = rng.random()
+                        r = rng.random() * sum(mix)
                         stamp = ses.next_stamp()
-                        if r < 0.55:
+                        if r < mix[0]:
                             kind = "image"
                             if compressed:
                                 ses.client.input_publisher("image/compressed").publish(
                                     gen_compressed(rng, blobs, stamp, bomb_share))
                             else:
                                 ses.client.publish_image_msg(gen_image(rng, stamp, allow_resize))
-                        elif r < 0.9:
+                        elif r < mix[0] + mix[1]:
                             kind = "prompt"
                             ses.client.publish_prompt_msg(gen_prompt(rng, stamp))
                         else:
@@ -584,8 +589,11 @@ def run_hostile(node_repo: Optional[Path] = None, out_dir: Optional[Path] = None
 def run_transport(namespace: str, mode: str = "lockstep", frames: int = 60, rate: float = 30.0,
                   size: Tuple[int, int] = (854, 480), domain_id: Optional[int] = None,
                   reliability: Optional[str] = None, timeout: float = 5.0,
-                  discovery_timeout: float = 60.0) -> Dict[str, object]:
-    """Frames answered (lockstep) or arrived at the node (live) from a plain publisher."""
+                  discovery_timeout: float = 60.0, image_topic: Optional[str] = None) -> Dict[str, object]:
+    """Frames answered (lockstep) or arrived at the node (live) from a plain publisher.
+
+    ``image_topic``: where the node's ``image`` input is remapped to (the launch file's
+    ``image_topic``, default ``<namespace>/image``)."""
     import rclpy
 
     from sampt_ros.ros.client import NodeClient, moving_disk
@@ -599,6 +607,13 @@ def run_transport(namespace: str, mode: str = "lockstep", frames: int = 60, rate
                               "publisher_FASTRTPS_DEFAULT_PROFILES_FILE": os.environ.get(
                                   "FASTRTPS_DEFAULT_PROFILES_FILE", "")}
     client = NodeClient(namespace, context=ctx, image_qos=reliability, keep_masks=False)
+    if image_topic:
+        from sensor_msgs.msg import Image
+
+        from sampt_ros.ros.node import make_qos
+
+        client.image_pub = client.node.create_publisher(Image, image_topic, make_qos(reliability, 100))
+        res["image_topic"] = image_topic
     try:
         t0 = time.monotonic()
         if not client.wait_for_node(timeout=discovery_timeout):
@@ -656,6 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of compressed messages that are the 12000x12000 PNG bomb")
     f.add_argument("--resize", action="store_true", help="let valid images of other sizes through")
     f.add_argument("--phases", default="raw,compressed", help="raw, compressed or both (comma-separated)")
+    f.add_argument("--max-payload", type=int, default=MAX_PAYLOAD, help="largest generated raw image payload")
+    f.add_argument("--mix", default="0.55,0.35,0.10", help="shares of images, prompts and clicks")
     hs = sub.add_parser("hostile", help="the issue's items 1-5, measured")
     for q in (f, hs):
         q.add_argument("--node-repo", type=Path, default=None, help="run the node from this checkout")
@@ -671,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reliability", choices=("reliable", "sensor_data"), default=None)
     t.add_argument("--timeout", type=float, default=5.0, help="lockstep: seconds to wait for each answer")
     t.add_argument("--domain-id", type=int, default=None)
+    t.add_argument("--image-topic", default=None, help="the topic the node's image input is remapped to")
     t.add_argument("--json", type=Path, default=None)
     return p
 
@@ -680,11 +698,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.cmd in ("fuzz", "hostile") and not os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
         profile = _fastdds_profile()
-        if profile:
+        if profile:  # what the launch file gives the node
             os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = profile
+            os.environ.setdefault("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")
     if args.cmd == "fuzz":
+        global MAX_PAYLOAD
+        MAX_PAYLOAD = int(args.max_payload)
         res = run_fuzz(args.messages, args.seed, args.node_repo, args.check_every, args.bomb_share, args.resize,
-                       args.out, args.domain_id, tuple(p for p in args.phases.split(",") if p))
+                       args.out, args.domain_id, tuple(p for p in args.phases.split(",") if p),
+                       tuple(float(x) for x in args.mix.split(",")))
         ok = res["crashes"] == 0 and res["checks_without_object"] == 0 and res["checks_unanswered"] == 0 and \
             (res["max_rss_ratio"] or 0) <= 1.10
     elif args.cmd == "hostile":
@@ -692,7 +714,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ok = True
     else:
         res = run_transport(args.namespace, args.mode, args.frames, args.rate, args.size, args.domain_id,
-                            args.reliability, args.timeout)
+                            args.reliability, args.timeout, image_topic=args.image_topic)
         ok = True
     text = json.dumps(res, indent=2, default=str)
     print(text)

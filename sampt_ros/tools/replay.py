@@ -107,6 +107,7 @@ def _ensure_fastdds_profile(env: Optional[Dict[str, str]] = None) -> None:
         profile = fastdds_profile()
         if profile:
             env["FASTRTPS_DEFAULT_PROFILES_FILE"] = profile
+            env.setdefault("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")  # as the launch file does
 
 
 # ---------------------------------------------------------------------------- the player
