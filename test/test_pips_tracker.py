@@ -1,7 +1,9 @@
 """OnlinePipsTracker: online windows, padding, chaining, buffering, validation.
 
 The first test replays the PIPS reference vector (../shared/vectors/pips) online; the others
-use small random float64 networks on 64x96 frames so they run without ../shared.
+use small random float64 networks on 64x96 frames so they run without ../shared. Most tests here
+chain windows at their last frame (``next_window_visibility: 1.0``); SAM-PT's per-point rule is
+tested in test_pips_windows.py.
 """
 
 import logging
@@ -17,7 +19,7 @@ from sampt_ros.core.pips import PipsNet
 from sampt_ros.core.pips_tracker import OnlinePipsTracker
 
 TOL = 1e-4
-CPU = PipsConfig(device="cpu")
+CPU = PipsConfig(device="cpu", next_window_visibility=1.0)  # windows chained at their last frame
 
 
 def _window(frames, indices):
@@ -69,15 +71,15 @@ def test_online_tracker_reproduces_reference_vector():
         assert tracker.push_frame(frames[t]) == t
         if t == 0:
             tracker.set_track("obj", d["xy0"], 0)
-            res = tracker.track()["obj"]  # query frame == newest: the queries, visible
+            res = tracker.track()["obj"]  # query frame == newest: the queries, visibility 1
             np.testing.assert_array_equal(res.points, d["xy0"])
-            assert res.visible.all() and np.all(res.visibility == 1.0)
+            assert np.all(res.visibility == 1.0)
         if t == 3:
             # a second track on the (earlier, still buffered) frame 0, batched with "obj"
             tracker.set_track("pad", pad_points, 0)
-            calls = tracker.network_calls
+            calls = tracker.stats()["network_calls"]
             res = tracker.track()
-            assert tracker.network_calls == calls + 1  # one call for both tracks
+            assert tracker.stats()["network_calls"] == calls + 1  # one call for both tracks
             np.testing.assert_allclose(res["pad"].points, direct[-1, 0, 3].numpy(), rtol=0, atol=1e-8)
             np.testing.assert_allclose(res["pad"].visibility, _sigmoid(direct_vis[0, 3].numpy()), rtol=0, atol=1e-8)
             tracker.remove_track("pad")
@@ -85,16 +87,14 @@ def test_online_tracker_reproduces_reference_vector():
             res = tracker.track()["obj"]
             err_a = np.abs(res.points - d["a_coords"][-1, 7]).max()
             np.testing.assert_allclose(res.visibility, _sigmoid(d["a_vis_logits"][7]), rtol=0, atol=TOL)
-            assert np.array_equal(res.visible, _sigmoid(d["a_vis_logits"][7]) > 0.9)
-        if t == 8:
-            assert tracker.query_frame("obj") == 7  # chained on this push
+            assert np.all(tracker.window_starts("obj") == 7)  # chained at the window's last frame
     res = tracker.track()["obj"]
     err_b = np.abs(res.points - d["b_coords"][-1, 7]).max()
     np.testing.assert_allclose(res.visibility, _sigmoid(d["b_vis_logits"][7]), rtol=0, atol=TOL)
     print(f"\n[pips online] max |err| frame 7 (case a): {err_a:.2e} px, frame 14 (chained, case b): {err_b:.2e} px")
     assert err_a <= TOL and err_b <= TOL
-    assert tracker.feature_maps_computed == 15 and counter.frames == 15  # once per pushed frame
-    assert tracker.network_calls == 3  # frames 3, 7 and 14: nothing recomputed for the chain
+    assert tracker.stats()["feature_maps_computed"] == 15 and counter.frames == 15  # once per pushed frame
+    assert tracker.stats()["network_calls"] == 3  # frames 3, 7 and 14: nothing recomputed for the chain
     assert not tracker.has_frame(6) and tracker.has_frame(7) and tracker.has_frame(14)
     with pytest.raises(KeyError, match="not buffered"):
         tracker.set_track("late", d["xy0"], 6)
@@ -138,19 +138,19 @@ def test_padding_and_one_encoder_run_per_frame(tiny_net, frames):
             if t == 0:
                 tracker.set_track(1, QUERIES, 0)
             res = tracker.track()[1]
-        assert counter.frames == 4 and tracker.feature_maps_computed == 4
-        assert tracker.network_calls == 3  # frame 0 needs none
+        assert counter.frames == 4 and tracker.stats()["feature_maps_computed"] == 4
+        assert tracker.stats()["network_calls"] == 3  # frame 0 needs none
         with torch.inference_mode():
             coords, vis, _ = tiny_net(_window(frames, [0, 1, 2, 3, 3, 3, 3, 3]), torch.from_numpy(QUERIES)[None])
         np.testing.assert_allclose(res.points, coords[-1, 0, 3].numpy(), rtol=0, atol=1e-9)
         np.testing.assert_allclose(res.visibility, _sigmoid(vis[0, 3].numpy()), rtol=0, atol=1e-9)
-        assert res.points.shape == (3, 2) and res.visible.dtype == bool and res.visibility.shape == (3,)
-        np.testing.assert_array_equal(res.visible, res.visibility > CPU.visibility_threshold)
+        assert res.points.shape == (3, 2) and res.visibility.shape == (3,) and res.visibility.dtype == np.float64
+        assert not hasattr(res, "visible")  # the engine applies the visibility threshold
     finally:
         del tiny_net.encode  # drop the instance attribute set by the counter
 
 
-def test_chaining_starts_the_next_window_at_the_newest_frame(tiny_net, frames):
+def test_chaining_at_threshold_one_starts_the_next_window_at_the_last_frame(tiny_net, frames):
     tracker = OnlinePipsTracker(CPU, net=tiny_net)
     for t in range(9):
         tracker.push_frame(frames[t])
@@ -160,7 +160,7 @@ def test_chaining_starts_the_next_window_at_the_newest_frame(tiny_net, frames):
             res = tracker.track()["a"]
         if t == 7:
             at7 = res.points.copy()
-    assert tracker.query_frame("a") == 7 and tracker.network_calls == 2
+    assert np.all(tracker.window_starts("a") == 7) and tracker.stats()["network_calls"] == 2
     with torch.inference_mode():
         first, _, template = tiny_net(_window(frames, range(8)), torch.from_numpy(QUERIES)[None])
         np.testing.assert_allclose(at7, first[-1, 0, 7].numpy(), rtol=0, atol=1e-9)
@@ -176,8 +176,8 @@ def test_chain_happens_even_without_track_calls(tiny_net, frames):
         if t == 0:
             tracker.set_track("a", QUERIES, 0)
     # frame 7's positions were computed by the push of frame 8 (frame 0 was about to be evicted)
-    assert tracker.query_frame("a") == 7 and tracker.network_calls == 1
-    assert np.isfinite(tracker.track()["a"].points).all() and tracker.network_calls == 2
+    assert np.all(tracker.window_starts("a") == 7) and tracker.stats()["network_calls"] == 1
+    assert np.isfinite(tracker.track()["a"].points).all() and tracker.stats()["network_calls"] == 2
 
 
 def test_set_track_on_earlier_buffered_frame_batches_tracks(tiny_net, frames):
@@ -189,15 +189,15 @@ def test_set_track_on_earlier_buffered_frame_batches_tracks(tiny_net, frames):
     tracker.set_track("y", other, 2)
     tracker.set_track("now", other, 5)
     res = tracker.track()
-    assert tracker.network_calls == 1  # x and y share frame 2; "now" needs no network
+    assert tracker.stats()["network_calls"] == 1  # x and y share frame 2; "now" needs no network
     np.testing.assert_array_equal(res["now"].points, other)
-    assert res["now"].visible.all()
+    assert np.all(res["now"].visibility == 1.0)
     both = np.concatenate([QUERIES, other])
     with torch.inference_mode():
         coords, vis, _ = tiny_net(_window(frames, [2, 3, 4, 5, 5, 5, 5, 5]), torch.from_numpy(both)[None])
     np.testing.assert_allclose(np.concatenate([res["x"].points, res["y"].points]), coords[-1, 0, 3].numpy(),
                                rtol=0, atol=1e-9)
-    assert tracker.track() is not None and tracker.network_calls == 1  # cached for the same frame
+    assert tracker.track() is not None and tracker.stats()["network_calls"] == 1  # cached for the same frame
     # restarting a track (re-init) on the newest frame
     tracker.set_track("x", other, 5)
     np.testing.assert_array_equal(tracker.track()["x"].points, other)
@@ -234,7 +234,7 @@ def test_buffer_eviction_and_errors(tiny_net, frames):
     tracker.set_track("empty", np.zeros((0, 2)), 9)
     tracker.push_frame(frames[10])
     res = tracker.track()["empty"]
-    assert res.points.shape == (0, 2) and res.visible.shape == (0,) and tracker.network_calls == 0
+    assert res.points.shape == (0, 2) and res.visibility.shape == (0,) and tracker.stats()["network_calls"] == 0
     tracker.reset()
     assert tracker.newest_frame is None and tracker.track() == {} and not tracker.has_frame(9)
     assert tracker.push_frame(frames[0][:32]) == 0  # a new size is fine after reset()
@@ -286,7 +286,7 @@ def test_construction_checks(tiny_net, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         half = OnlinePipsTracker(PipsConfig(device="cpu", half=True), net=tiny_net)
     assert not half._autocast and "needs CUDA" in caplog.text
-    assert OnlinePipsTracker(PipsConfig(device="auto"), net=tiny_net).device.type == (
+    assert OnlinePipsTracker(PipsConfig(device="auto"), net=tiny_net).device == (
         "cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):

@@ -166,15 +166,16 @@ def test_checkpoint_not_pips(tmp_path):
         load_pips_checkpoint(junk)
     code = tmp_path / "code.pth"
     torch.save({"model_state_dict": _Payload()}, code)
-    with pytest.raises(ValueError, match="not a PIPS checkpoint"):
+    with pytest.raises(ValueError, match="cannot be read as a PIPS checkpoint.*pickled") as info:
         load_pips_checkpoint(code)
+    assert "weights_only=False" not in str(info.value)  # no advice to load it unsafely
     other = tmp_path / "other.pth"
     torch.save({"model_state_dict": {"encoder.weight": torch.zeros(2)}}, other)
     with pytest.raises(ValueError, match="not a PIPS checkpoint.*encoder.weight"):
         load_pips_checkpoint(other)
     listing = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], listing)
-    with pytest.raises(ValueError, match="not a PIPS checkpoint"):
+    with pytest.raises(ValueError, match="PIPS state dict.*got list"):
         load_pips_checkpoint(listing)
 
 

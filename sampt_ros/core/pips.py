@@ -10,7 +10,15 @@ reuse its feature maps across overlapping windows:
 * :meth:`PipsNet.feature_pyramid`: feature maps -> 4-level average-pooled pyramid (per frame);
 * :meth:`PipsNet.sample_template`: the template feature of query points on one feature map;
 * :meth:`PipsNet.forward_features`: the iterative update over a window of 8 feature maps;
-* :meth:`PipsNet.forward` = ``encode`` + ``forward_features``.
+* :meth:`PipsNet.forward` = ``encode`` + ``forward_features``;
+* :meth:`PipsNet.forward_buffer`: the same update for points that each have their own window of
+  8 frames in a shared buffer of feature maps, all in one call (what an online tracker needs when
+  its points restart on different frames).
+
+PIPS tracks every point independently: the correlation, the mixer (its token mixing runs over a
+point's 8 frames, never across points), the group norm (one group over a feature vector) and the
+visibility head all work per point and frame. So any set of points, from any windows, can share one
+batch without changing any point's result.
 
 Conventions: frames are RGB floats in 0..255 (the network normalises them itself);
 points are ``(x, y)`` pixels of the input frames, the centre of the top-left pixel at (0, 0).
@@ -199,9 +207,13 @@ def _sincos_embedding(xyz: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def _to_grid(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Cell coordinates -> grid_sample's [-1, 1] with ``align_corners=True`` (corner cells at +-1)."""
-    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], dtype=xy.dtype, device=xy.device)
-    return xy * scale - 1.0
+    """Cell coordinates -> grid_sample's [-1, 1] with ``align_corners=True`` (corner cells at +-1).
+
+    Python scalars only: no tensor is built on the host (that would be a synchronising copy on CUDA).
+    """
+    sx = 2.0 / max(width - 1, 1)
+    sy = 2.0 / max(height - 1, 1)
+    return torch.stack([xy[..., 0] * sx, xy[..., 1] * sy], dim=-1) - 1.0
 
 
 def _sample_clamped(fmap: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -253,9 +265,50 @@ def _local_correlation(
         sampled = F.grid_sample(
             work.reshape(b * s, c, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=True
         )  # (BS, C, N, K)
-        corr = torch.matmul(feats_.to(sampled.dtype), sampled.permute(0, 2, 1, 3)).squeeze(2)  # (BS, N, K)
+        with _full_precision(sampled):
+            corr = torch.matmul(feats_.to(sampled.dtype), sampled.permute(0, 2, 1, 3)).squeeze(2)  # (BS, N, K)
         out.append(corr)
     return torch.cat(out, dim=-1).reshape(b, s, n, -1) / math.sqrt(c)
+
+
+def _full_precision(t: torch.Tensor):
+    """Autocast off on ``t``'s device: correlations are sums of 128 products of unnormalised features,
+    which float16 would round (or overflow); they are cheap next to the mixer."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
+def _buffer_correlation(
+    volume: List[torch.Tensor], depth: torch.Tensor, feats: torch.Tensor, coords: torch.Tensor,
+    radius: int = CORR_RADIUS,
+) -> torch.Tensor:
+    """:func:`_local_correlation` for points that each sample their own frames of a shared buffer.
+
+    Args:
+        volume: levels ``(1, C, D, h_l, w_l)``: D buffered frames' feature maps along the depth axis.
+        depth: ``(P, S)`` grid_sample depth coordinates (in [-1, 1]) of each point's window frames;
+            they must address frames exactly (integer after unnormalising, see
+            :meth:`PipsNet.forward_buffer`), so the trilinear sample is the frame's bilinear sample.
+        feats: ``(P, S, C)`` per-frame point features.
+        coords: ``(P, S, 2)`` (x, y) in level-0 cells.
+
+    Returns:
+        ``(P, S, L * (2r+1)^2)``, laid out as :func:`_local_correlation`'s.
+    """
+    p, s, c = feats.shape
+    offsets = _neighbourhood(radius, coords.device, coords.dtype)  # (K, 2)
+    k = offsets.shape[0]
+    out = []
+    for level, vol in enumerate(volume):
+        h, w = vol.shape[-2:]
+        work = _at_least_float32(vol)
+        xy = _to_grid(coords.unsqueeze(2) / (2**level) + offsets, h, w)  # (P, S, K, 2)
+        z = depth.to(xy.dtype)[:, :, None, None].expand(p, s, k, 1)
+        grid = torch.cat([xy, z], dim=-1).to(work.dtype).unsqueeze(0)  # (1, P, S, K, 3): x, y, frame
+        sampled = F.grid_sample(work, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+        with _full_precision(sampled):  # (P, S, 1, C) @ (P, S, C, K)
+            corr = torch.matmul(feats.unsqueeze(2).to(sampled.dtype), sampled.permute(1, 2, 0, 3)).squeeze(2)
+        out.append(corr)
+    return torch.cat(out, dim=-1) / math.sqrt(c)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,35 +436,106 @@ class PipsNet(nn.Module):
         if pyramid is None:
             pyramid = self.feature_pyramid(fmaps)
 
+        cdtype = torch.promote_types(queries.dtype, torch.float32)
+        template = self.sample_template(fmaps[:, 0], queries.to(cdtype)) if feat_init is None else feat_init
+
+        def correlate(feats: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+            # per-point (B*N, S, .) layout <-> the (B, S, N, .) layout of the window's feature maps
+            f = feats.reshape(b, n, s, c).transpose(1, 2)
+            xy = coords.reshape(b, n, s, 2).transpose(1, 2)
+            return _local_correlation(pyramid, f, xy).transpose(1, 2).reshape(b * n, s, -1)
+
+        coords, vis_logits = self._refine(correlate, queries.reshape(b * n, 2), template.reshape(b * n, c), iters)
+        coords = coords.reshape(iters, b, n, s, 2).transpose(2, 3).contiguous()
+        vis_logits = vis_logits.reshape(b, n, s).transpose(1, 2).contiguous()
+        return coords, vis_logits, template
+
+    def forward_buffer(
+        self,
+        volume: List[torch.Tensor],
+        frames: torch.Tensor,
+        queries: torch.Tensor,
+        feat_init: torch.Tensor,
+        iters: int = 6,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Track points that each have their own 8-frame window in a shared buffer of frames.
+
+        Point ``p`` is tracked exactly as :meth:`forward_features` would track it in the window
+        of the buffered frames ``frames[p]``: its own query frame, its own padding. All points go
+        through the network together (PIPS treats points independently), so windows that start on
+        different frames cost one call, and no window's feature maps are copied.
+
+        Args:
+            volume: the buffer's feature pyramids, level ``l`` ``(1, 128, D, h/2^l, w/2^l)`` (the
+                :meth:`feature_pyramid` of each buffered frame, stacked along the depth axis).
+                ``D - 1`` must be a power of two (e.g. 8 frames in ``D = 9``): then a frame's
+                depth coordinate survives grid_sample's normalisation exactly and the trilinear
+                sample equals the frame's bilinear one.
+            frames: ``(P, 8)`` depth indices (any numeric dtype) of each point's window frames;
+                ``frames[p, 0]`` is the frame its query lies on.
+            queries: ``(P, 2)`` (x, y) pixels on each point's first window frame.
+            feat_init: ``(P, 128)`` template features (see :meth:`sample_template`).
+            iters: update iterations.
+
+        Returns:
+            ``coords (iters, P, 8, 2)`` pixels after every iteration (slot 0 stays at the queries)
+            and ``vis_logits (P, 8)`` after the last iteration.
+        """
+        if not volume or any(v.ndim != 5 or v.shape[0] != 1 or v.shape[1] != self.latent_dim for v in volume):
+            raise ValueError(f"volume must be levels of shape (1, {self.latent_dim}, D, h, w)")
+        depth = volume[0].shape[2]
+        if depth < 2 or (depth - 1) & (depth - 2) or any(v.shape[2] != depth for v in volume):
+            raise ValueError(f"every volume level needs the same depth D with D - 1 a power of two, "
+                             f"got {[v.shape[2] for v in volume]}")
+        if queries.ndim != 2 or queries.shape[1] != 2:
+            raise ValueError(f"queries must be (P, 2), got {tuple(queries.shape)}")
+        p = queries.shape[0]
+        if tuple(frames.shape) != (p, self.window):
+            raise ValueError(f"frames must be (P={p}, {self.window}), got {tuple(frames.shape)}")
+        if tuple(feat_init.shape) != (p, self.latent_dim):
+            raise ValueError(f"feat_init must be {(p, self.latent_dim)}, got {tuple(feat_init.shape)}")
+        if iters < 1:
+            raise ValueError(f"iters must be >= 1, got {iters}")
+        cdtype = torch.promote_types(queries.dtype, torch.float32)
+        # index k -> k * 2 / (D - 1) - 1: exact for D - 1 a power of two, and so is grid_sample's way back
+        z = frames.to(cdtype) * (2.0 / (depth - 1)) - 1.0
+
+        def correlate(feats: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+            return _buffer_correlation(volume, z, feats, coords)
+
+        return self._refine(correlate, queries, feat_init, iters)
+
+    def _refine(
+        self, correlate, queries: torch.Tensor, template: torch.Tensor, iters: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The iterative update of P points over their windows, in per-point layout.
+
+        ``correlate(feats (P, S, C), coords (P, S, 2) cells) -> (P, S, 196)``; ``queries (P, 2)``
+        pixels on slot 0; ``template (P, C)``. Returns ``coords (iters, P, S, 2)`` pixels and
+        ``vis_logits (P, S)``.
+        """
+        p, s, c = queries.shape[0], self.window, self.latent_dim
         # Coordinates stay in at least float32 (fp16 cannot hold sub-cell positions on big maps).
         cdtype = torch.promote_types(queries.dtype, torch.float32)
-        start = queries.to(cdtype) / float(self.stride)  # (B, N, 2) cells
-        coords = start.unsqueeze(1).expand(b, s, n, 2).clone()
-
-        template = self.sample_template(fmaps[:, 0], queries.to(cdtype)) if feat_init is None else feat_init
-        feats = template.unsqueeze(1).expand(b, s, n, c)  # (B, S, N, C)
+        start = queries.to(cdtype) / float(self.stride)  # (P, 2) cells
+        coords = start.unsqueeze(1).expand(p, s, 2).clone()
+        feats = template.unsqueeze(1).expand(p, s, c)  # (P, S, C)
         # frame times 0..S spread over S samples, as in the official model
-        times = torch.linspace(0, s, s, device=fmaps.device, dtype=cdtype).reshape(1, s, 1)
-
-        def per_point(t: torch.Tensor) -> torch.Tensor:  # (B, S, N, D) -> (B*N, S, D) for the mixer
-            return t.permute(0, 2, 1, 3).reshape(b * n, s, t.shape[-1])
+        times = torch.linspace(0, s, s, device=queries.device, dtype=cdtype).reshape(1, s, 1).expand(p, s, 1)
 
         predictions = []
         for _ in range(iters):
-            corrs = _local_correlation(pyramid, feats, coords)  # (B, S, N, 196)
-            flows = per_point(coords - coords[:, :1])
-            flows = torch.cat([flows, times.expand(b * n, s, 1)], dim=2)  # (BN, S, 3)
-            feats_ = per_point(feats)
-            delta = self.delta_block(feats_, per_point(corrs), flows)  # (BN, S, 130)
-            delta_feats = delta[..., 2:].reshape(b * n * s, c)
-            feats_ = self.ffeat_updater(self.norm(delta_feats)) + feats_.reshape(b * n * s, c)
-            feats = feats_.reshape(b, n, s, c).permute(0, 2, 1, 3)
-            coords = coords + delta[..., :2].reshape(b, n, s, 2).permute(0, 2, 1, 3).to(cdtype)
+            corrs = correlate(feats, coords)  # (P, S, 196)
+            flows = torch.cat([coords - coords[:, :1], times], dim=2)  # (P, S, 3)
+            delta = self.delta_block(feats, corrs, flows)  # (P, S, 130)
+            delta_feats = delta[..., 2:].reshape(p * s, c)
+            feats = (self.ffeat_updater(self.norm(delta_feats)) + feats.reshape(p * s, c)).reshape(p, s, c)
+            coords = coords + delta[..., :2].to(cdtype)
             coords[:, 0] = start  # the query frame is fixed
             predictions.append(coords * float(self.stride))
 
-        vis_logits = self.vis_predictor(feats.reshape(b * s * n, c)).reshape(b, s, n)
-        return torch.stack(predictions), vis_logits, template
+        vis_logits = self.vis_predictor(feats.reshape(p * s, c)).reshape(p, s)
+        return torch.stack(predictions), vis_logits
 
     def forward(
         self,

@@ -1,21 +1,33 @@
 """Online (causal) PIPS point tracking over a ring buffer of recent frames.
 
-How a track moves forward (the online form of SAM-PT's PIPS use):
+How a point moves forward (the online form of SAM-PT's PIPS tracker):
 
-* Each pushed frame is encoded once; its feature pyramid stays in a ring buffer of the last
-  ``window`` (= 8) frames, on the network's device.
-* A track holds query points on one buffered frame ``q`` (its query frame) and a template
-  feature per point (sampled from frame ``q``'s features when the track starts).
-* At newest frame ``t`` (``q < t <= q + 7``) the track is computed with the window
-  ``frames[q..t]`` padded to 8 frames by repeating frame ``t``; its positions are the window's
-  frame ``t - q``. Tracks that share a query frame run in one network call.
-* When the window is full (``t == q + 7``), the next push chains the track: the new window
-  starts at frame ``q + 7`` from the tracked positions there, with the same template feature.
-* :meth:`OnlinePipsTracker.set_track` (re)starts a track on any buffered frame (SAM-PT's
-  re-initialisation, or a prompt that refers to an earlier frame).
+* Each pushed frame is encoded once; its feature pyramid goes into a ring buffer of the last
+  ``window`` (= 8) frames on the network's device (one tensor per pyramid level, the frames
+  along its depth axis), where it stays until it is overwritten.
+* Every point has its own window start ``c`` (its query frame at first) and keeps the template
+  feature sampled on its query frame when its track was set.
+* At newest frame ``t`` (``c < t <= c + 7``) a point is tracked with the window ``frames[c..t]``
+  padded to 8 frames by repeating frame ``t`` (SAM-PT pads only at the end of a video: the
+  padding here is what keeps the tracker causal); its position and visibility are the window's
+  slot ``t - c``. All points of all tracks, whatever their windows, run in ONE network call per
+  frame (:meth:`~sampt_ros.core.pips.PipsNet.forward_buffer`): PIPS tracks every point on its
+  own, so sharing a batch changes no result, and the windows are read from the ring buffer in
+  place.
+* When a point's window is complete (``t == c + 7``), SAM-PT's rule picks its next start: the
+  last frame ``f`` in ``c+1..c+7`` where its visibility in that full window exceeds
+  ``tracker.pips.next_window_visibility`` (0.9); when no frame does, the threshold is lowered by
+  ``next_window_step`` (0.02) and the search repeats. The point restarts on ``f`` from its
+  position there in that full window, with its original template. ``next_window_visibility: 1.0``
+  always picks ``c + 7`` (windows chained at their last frame). Frames ``c+1..c+7`` are all
+  still buffered, and the point's next window ``frames[f..t+1]`` fits in the buffer.
+* :meth:`OnlinePipsTracker.set_track` (re)starts an object's points on any buffered frame
+  (SAM-PT's re-initialisation, or a prompt that refers to an earlier frame).
 
 Positions are computed lazily: on :meth:`~OnlinePipsTracker.track`, or on the push that
-chains a track (its window's first frame is about to leave the buffer).
+needs a full window's result (the window's first frame is about to leave the buffer).
+Visibility is the sigmoid of PIPS' logit (1.0 on a point's query frame); the engine's
+prompting rules decide what counts as visible.
 
 Image size: PIPS' encoder needs H and W divisible by 8. Frames are padded at the bottom and
 right by repeating the edge pixels up to a multiple of 8 (and at least 64 px, so the coarsest
@@ -24,13 +36,18 @@ points map back exactly. Optionally (``max_side``) large frames are first resize
 their long side is at most ``max_side`` px (both sides rounded to multiples of 8); points are
 mapped with the exact per-axis scale of that resize (pixel centres: ``x' = (x + 0.5) s - 0.5``).
 A point that leaves the image may be returned outside ``[0, W-1] x [0, H-1]``.
+
+GPU: a frame is uploaded once (as uint8); queries and window indices of a call go up in one
+small copy; the only device->host copy (and so the only wait for the device) is the call's
+result, ``(P, 8, 3)`` numbers. ``tracker.pips.half`` runs the encoder and the mixer in float16
+under autocast on CUDA; coordinates, stored feature maps, templates, correlations and the
+positional embedding stay in float32.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
@@ -39,14 +56,15 @@ import torch
 import torch.nn.functional as F
 
 from .backends.pips import PipsConfig
-from sampt_ros.core.pips import PIPS_WINDOW, PipsNet
+from .pips import PIPS_WINDOW, PipsNet
 from .types import TrackedPoints, as_points, as_rgb_image
 
-__all__ = ["OnlinePipsTracker", "resolve_device"]
+__all__ = ["OnlinePipsTracker", "resolve_device", "next_window_offsets"]
 
 _log = logging.getLogger(__name__)
 
 _MIN_SIDE = 64  #: smallest padded side: keeps >= 2 cells on the coarsest correlation level at stride 4
+_DEPTH = PIPS_WINDOW + 1  #: ring buffer depth: 8 frames + 1 spare, so that depth - 1 is a power of two
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,23 +77,58 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def next_window_offsets(visibility: np.ndarray, threshold: float, step: float) -> np.ndarray:
+    """SAM-PT's choice of where each point's next window starts, for points whose window is complete.
+
+    Args:
+        visibility: ``(M, L)`` each point's visibility (0..1) on its window's frames ``c+1..c+L``.
+        threshold: ``next_window_visibility``; ``>= 1`` always picks the last frame.
+        step: ``next_window_step``.
+
+    Returns:
+        ``(M,)`` offsets in ``1..L`` from the window start: the last frame whose visibility is
+        ``> threshold``; when none is, the threshold is lowered by ``step`` (repeatedly, in Python
+        float arithmetic) until one is. A row without any finite visibility gets ``L``.
+    """
+    vis = np.asarray(visibility, np.float64)
+    m, length = vis.shape
+    if threshold >= 1.0 or m == 0:
+        return np.full(m, length, np.int64)
+    levels = [float(threshold)]
+    while levels[-1] >= 0.0:  # visibilities are >= 0, so the first negative level always finds one
+        levels.append(levels[-1] - step)
+    levels = np.asarray(levels)
+    best = np.where(np.isnan(vis), -np.inf, vis).max(axis=1)  # (M,)
+    found_at = best[:, None] > levels[None, :]  # (M, K): does any frame pass level k
+    found = found_at.any(axis=1)
+    level = levels[found_at.argmax(axis=1)]  # the first (highest) level some frame passes
+    passes = vis > level[:, None]  # (M, L)
+    last = length - 1 - passes[:, ::-1].argmax(axis=1)
+    return np.where(found, last + 1, length).astype(np.int64)
+
+
 @dataclass
 class _Track:
-    """One point set. ``queries``: ``Nx2 float64`` (x, y) pixels of the input images on ``query_frame``."""
+    """One object's points.
 
-    query_frame: int
+    ``points``: the ``Nx2`` input-image points given to :meth:`OnlinePipsTracker.set_track`;
+    ``starts``: ``N`` window start frame per point; ``queries``: ``Nx2`` float64 positions on the
+    start frames in network-input pixels; ``template``: ``(N, 128)`` on the device.
+    """
+
+    points: np.ndarray
+    starts: np.ndarray
     queries: np.ndarray
-    template: Optional[torch.Tensor] = None  #: (1, N, 128) on the device, set on first use
+    template: torch.Tensor
     result: Optional[TrackedPoints] = None
     result_frame: int = -1  #: the frame ``result`` belongs to
-    windows: int = 1  #: how many windows this track has chained through
 
 
 class OnlinePipsTracker:
-    """Causal multi-track PIPS tracker implementing :class:`sampt_ros.core.types.PointTracker`.
+    """Causal multi-object PIPS tracker implementing :class:`sampt_ros.core.types.PointTracker`.
 
     Args:
-        cfg: the PIPS settings (checkpoint, iterations, visibility threshold, device, half).
+        cfg: the PIPS settings (checkpoint, iterations, next-window rule, device, half).
         window: frames per window and frames buffered; PIPS' window is fixed at 8.
         net: a ready :class:`PipsNet` (moved to the configured device, its dtype kept); by default
             one is built from ``cfg.checkpoint`` (or with random weights when
@@ -83,7 +136,8 @@ class OnlinePipsTracker:
         max_side: if set, frames whose long side exceeds it are resized down for the network
             (``None``: native resolution, padded only).
 
-    Work counters are in :meth:`stats`; :attr:`device` says where the network runs.
+    Work counters are in :meth:`stats`; :attr:`device` says where the network runs;
+    :meth:`window_starts` shows each point's current window start (for tests and diagnostics).
     """
 
     def __init__(
@@ -118,9 +172,10 @@ class OnlinePipsTracker:
         param_dtype = next(self.net.parameters()).dtype
         # coordinates, queries and stored features in >= float32 (fp16 work happens under autocast)
         self._dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
+        self._np_dtype = np.float64 if self._dtype == torch.float64 else np.float32
 
-        self._counts = {"feature_maps_computed": 0, "network_calls": 0}
-        self._frames: "OrderedDict[int, List[torch.Tensor]]" = OrderedDict()  # index -> pyramid [(C,h,w)]
+        self._counts = {"feature_maps_computed": 0, "network_calls": 0, "windows_tracked": 0}
+        self._volume: Optional[List[torch.Tensor]] = None  # pyramid levels (1, 128, 9, h_l, w_l)
         self._tracks: Dict[Hashable, _Track] = {}
         self._next_index = 0
         self._image_size: Optional[Tuple[int, int]] = None  # (H, W) of the input frames
@@ -132,8 +187,12 @@ class OnlinePipsTracker:
         return str(self._device)
 
     def stats(self) -> Dict[str, float]:
-        """``feature_maps_computed`` (frames encoded: exactly one per push) and ``network_calls``
-        (windows run through the update operator)."""
+        """Work counters since construction (kept by :meth:`reset`):
+
+        * ``feature_maps_computed``: frames encoded (exactly one per :meth:`push_frame`);
+        * ``network_calls``: runs of the update operator (at most one per frame);
+        * ``windows_tracked``: distinct windows (start frames) those runs covered.
+        """
         return dict(self._counts)
 
     @staticmethod
@@ -156,11 +215,11 @@ class OnlinePipsTracker:
     @property
     def newest_frame(self) -> Optional[int]:
         """Index of the newest pushed frame, or ``None`` before the first push."""
-        return self._next_index - 1 if self._frames else None
+        return self._next_index - 1 if self._next_index else None
 
     def has_frame(self, index: int) -> bool:
         """Whether frame ``index`` is still buffered."""
-        return index in self._frames
+        return self._next_index - self.buffer_size <= index < self._next_index and index >= 0
 
     def push_frame(self, image: np.ndarray) -> int:
         """Add a ``HxWx3 uint8`` RGB frame, encode it once, and return its index.
@@ -170,34 +229,30 @@ class OnlinePipsTracker:
         """
         image = as_rgb_image(image)
         height, width = image.shape[:2]
-        if height < 1 or width < 1:
-            raise ValueError(f"image is empty: {image.shape}")
-        if self._frames and (height, width) != self._image_size:
+        if self._image_size is not None and (height, width) != self._image_size:
             raise ValueError(
                 f"frame size changed from {self._image_size[1]}x{self._image_size[0]} to {width}x{height} "
                 "(W x H); reset() the tracker first"
             )
         newest = self.newest_frame
-        # Tracks whose window is full chain now: their positions on the newest frame are needed,
-        # and their window's first frame is about to leave the buffer.
-        chaining = [] if newest is None else [
-            k for k, tr in self._tracks.items() if tr.query_frame + self.window - 1 <= newest
-        ]
-        if chaining:
-            self._update(chaining)
+        if newest is not None:
+            # Points whose window is complete on the newest frame choose their next window now:
+            # the frame their window starts on is about to be overwritten.
+            due = [k for k, tr in self._tracks.items()
+                   if tr.result_frame != newest and len(tr.starts) and tr.starts.min() + self.window - 1 <= newest]
+            if due:
+                self._update(due)
 
         pyramid = self._encode(image)
         index = self._next_index
+        if self._volume is None:
+            self._volume = [torch.zeros((1, lvl.shape[0], _DEPTH, *lvl.shape[1:]), dtype=self._dtype,
+                                        device=self._device) for lvl in pyramid]
+        with torch.inference_mode():
+            for vol, lvl in zip(self._volume, pyramid):
+                vol[0, :, index % self.buffer_size].copy_(lvl)
         self._next_index += 1
-        self._frames[index] = pyramid
         self._image_size = (height, width)
-        while len(self._frames) > self.buffer_size:
-            self._frames.popitem(last=False)
-        for key in chaining:
-            tr = self._tracks[key]
-            tr.query_frame = newest
-            tr.queries = tr.result.points.copy()
-            tr.windows += 1  # template kept: PIPS' chaining reuses the first window's feature
         return index
 
     def _network_size(self, height: int, width: int) -> Tuple[int, int]:
@@ -224,8 +279,8 @@ class OnlinePipsTracker:
             if pad_h or pad_w:
                 x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
             fmap = self.net.encode(x.unsqueeze(1))[0, 0]  # (128, h, w)
-            # stored in >= float32: the correlation samples them in float32 anyway
-            pyramid = [level.to(self._dtype) for level in self.net.feature_pyramid(fmap)]
+            # kept in >= float32 (the correlation samples them in float32 anyway); pooled from that
+            pyramid = self.net.feature_pyramid(fmap.to(self._dtype))
         self._counts["feature_maps_computed"] += 1
         return pyramid
 
@@ -247,50 +302,66 @@ class OnlinePipsTracker:
         sy = self._net_size[0] / self._image_size[0]
         return (points + 0.5) / np.array([sx, sy]) - 0.5
 
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        """A small host array -> the device in the working dtype, without waiting for the device."""
+        host = np.ascontiguousarray(array, dtype=self._np_dtype)
+        return torch.from_numpy(host).to(self._device, non_blocking=True)
+
     # -- tracks ----------------------------------------------------------------------------
 
-    @property
-    def track_keys(self) -> List[Hashable]:
-        return list(self._tracks)
+    def set_track(self, object_id: Hashable, points: np.ndarray, frame_index: int) -> None:
+        """(Re)start object ``object_id``'s points from ``Nx2`` (x, y) pixels on buffered frame ``frame_index``.
 
-    def query_frame(self, key: Hashable) -> int:
-        """The frame track ``key``'s current window starts on (raises ``KeyError`` if unknown)."""
-        return self._tracks[key].query_frame
-
-    def set_track(self, key: Hashable, points: np.ndarray, frame_index: int) -> None:
-        """(Re)start track ``key`` from ``Nx2`` (x, y) pixel points on buffered frame ``frame_index``.
-
-        Raises ``KeyError`` if the frame is not buffered and ``ValueError`` for malformed points.
+        Every point's window starts on that frame; its template feature is sampled there.
+        Raises ``KeyError`` if the frame is not buffered and ``ValueError`` for malformed points;
+        neither changes any state.
         """
         pts = as_points(points, "points").copy()
         if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
             raise ValueError(f"frame_index must be an int, got {frame_index!r}")
         frame_index = int(frame_index)
         if not self.has_frame(frame_index):
-            if self._frames:
-                where = f"buffered: {next(iter(self._frames))}..{self.newest_frame}"
+            if self._next_index:
+                oldest = max(0, self._next_index - self.buffer_size)
+                where = f"buffered: {oldest}..{self.newest_frame}"
             else:
                 where = "no frames pushed yet"
             raise KeyError(f"frame {frame_index} is not buffered ({where})")
-        self._tracks[key] = _Track(query_frame=frame_index, queries=pts)
+        queries = self._to_network(pts)
+        with torch.inference_mode():
+            if len(pts):
+                fmap = self._volume[0][:, :, frame_index % self.buffer_size]  # (1, 128, h, w)
+                template = self.net.sample_template(fmap, self._upload(queries)[None])[0]
+            else:
+                template = torch.zeros((0, self.net.latent_dim), dtype=self._dtype, device=self._device)
+        self._tracks[object_id] = _Track(
+            points=pts, starts=np.full(len(pts), frame_index, np.int64), queries=queries, template=template
+        )
 
-    def remove_track(self, key: Hashable) -> None:
-        self._tracks.pop(key, None)
+    def remove_track(self, object_id: Hashable) -> None:
+        """Forget object ``object_id``'s points (no error if unknown)."""
+        self._tracks.pop(object_id, None)
+
+    def window_starts(self, object_id: Hashable) -> np.ndarray:
+        """Read-only ``N int`` array: the frame each of the object's points is tracked from, i.e. the
+        start of the window that gives its positions on the frames after the newest one whose
+        result was computed. Raises ``KeyError`` for an unknown object."""
+        starts = self._tracks[object_id].starts.copy()
+        starts.flags.writeable = False
+        return starts
 
     def track(self) -> Dict[Hashable, TrackedPoints]:
-        """Every track's positions in the newest frame (``TrackedPoints``: ``Nx2`` float (x, y)
-        pixels, ``N`` bool visible, ``N`` float visibility in 0..1).
-
-        A track whose query frame is the newest frame returns its queries, all visible.
-        """
+        """Every object's points on the newest frame: ``Nx2`` float (x, y) pixels and ``N`` float
+        visibility in 0..1 (the sigmoid of PIPS' logit; 1.0 for points whose query frame is the
+        newest frame, which are returned as given)."""
         if not self._tracks:
             return {}
         self._update(list(self._tracks))
         return {k: tr.result for k, tr in self._tracks.items()}
 
     def reset(self) -> None:
-        """Forget all frames and tracks; frame numbering restarts at 0 (counters are kept)."""
-        self._frames.clear()
+        """Forget all frames and tracks; frame numbering restarts at 0 (:meth:`stats` counters are kept)."""
+        self._volume = None
         self._tracks.clear()
         self._next_index = 0
         self._image_size = None
@@ -299,52 +370,64 @@ class OnlinePipsTracker:
     # -- the network -----------------------------------------------------------------------
 
     def _update(self, keys: Sequence[Hashable]) -> None:
-        """Bring the results of ``keys`` to the newest frame, one network call per query frame."""
+        """Bring the results of ``keys`` to the newest frame: at most one network call for all of them."""
         newest = self.newest_frame
-        groups: Dict[int, List[Hashable]] = {}
+        run = []
         for key in keys:
             tr = self._tracks[key]
             if tr.result_frame == newest:
                 continue
-            n = len(tr.queries)
-            if tr.query_frame == newest or n == 0:
-                tr.result = TrackedPoints(tr.queries.copy(), np.ones(n, np.float64))
+            n = len(tr.starts)
+            if n == 0 or tr.starts.min() == newest:
+                # Set on the newest frame (a track's points only ever share a start frame that
+                # is the newest one before any result on it was computed).
+                tr.result = TrackedPoints(tr.points.copy(), np.ones(n, np.float64))
                 tr.result_frame = newest
             else:
-                groups.setdefault(tr.query_frame, []).append(key)
-        for query_frame, group in sorted(groups.items()):
-            self._run_window(query_frame, newest, group)
+                run.append(tr)
+        if run:
+            self._run(run, newest)
 
-    def _run_window(self, query_frame: int, newest: int, keys: List[Hashable]) -> None:
-        tracks = [self._tracks[k] for k in keys]
-        span = newest - query_frame  # the newest frame's position in the window
-        indices = list(range(query_frame, newest + 1)) + [newest] * (self.window - 1 - span)
+    def _run(self, tracks: List[_Track], newest: int) -> None:
+        """One network call: every point of ``tracks`` in its own window, up to frame ``newest``."""
+        w = self.window
+        starts = np.concatenate([tr.starts for tr in tracks])  # (P,)
+        queries = np.concatenate([tr.queries for tr in tracks])  # (P, 2) network pixels
+        span = newest - starts  # the newest frame's slot in each point's window, 0..7
+        frames = np.minimum(starts[:, None] + np.arange(w), newest)  # (P, 8) frames[c..t], then t repeated
+        inputs = self._upload(np.concatenate([queries, frames % w], axis=1))  # (P, 10): one upload
+        templates = tracks[0].template if len(tracks) == 1 else torch.cat([tr.template for tr in tracks])
         with torch.inference_mode(), self._autocast_ctx():
-            levels = len(self._frames[newest])
-            pyramid = [torch.stack([self._frames[i][lvl] for i in indices]).unsqueeze(0) for lvl in range(levels)]
-            queries = torch.from_numpy(
-                self._to_network(np.concatenate([tr.queries for tr in tracks]))
-            ).to(self._device, self._dtype).unsqueeze(0)  # (1, N, 2)
-            start = 0
-            for tr in tracks:
-                n = len(tr.queries)
-                if tr.template is None:
-                    tr.template = self.net.sample_template(pyramid[0][:, 0], queries[:, start:start + n])
-                start += n
-            templates = torch.cat([tr.template for tr in tracks], dim=1)
-            coords, vis_logits, _ = self.net.forward_features(
-                pyramid[0], queries, iters=self.cfg.iters, feat_init=templates, pyramid=pyramid
+            coords, vis_logits = self.net.forward_buffer(
+                self._volume, inputs[:, 2:], inputs[:, :2], templates, iters=self.cfg.iters
             )
-            # one small device->host copy per window
-            out = torch.cat([coords[-1, 0, span], torch.sigmoid(vis_logits[0, span]).unsqueeze(1)], dim=1)
-            out = out.double().cpu().numpy()  # (N, 3): x, y, visibility
-        points, visibility = out[:, :2], out[:, 2]
+            out = torch.cat([coords[-1].to(self._dtype), torch.sigmoid(vis_logits.to(self._dtype)).unsqueeze(2)], 2)
+            out = out.cpu().numpy().astype(np.float64)  # (P, 8, 3): x, y, visibility; the one device->host copy
         self._counts["network_calls"] += 1
-        points = self._from_network(points)
-        start = 0
+        self._counts["windows_tracked"] += len(np.unique(starts))
+
+        rows = np.arange(len(starts))
+        points = self._from_network(out[rows, span, :2])
+        visibility = out[rows, span, 2]
+        visibility[span == 0] = 1.0  # a query frame (cannot happen by construction; kept for safety)
+
+        # Complete windows: each such point picks its next start and restarts there (template kept).
+        done = span == w - 1
+        new_starts, new_queries = starts, queries
+        if done.any():
+            offsets = next_window_offsets(
+                out[done, 1:, 2], self.cfg.next_window_visibility, self.cfg.next_window_step
+            )
+            new_starts = starts.copy()
+            new_queries = queries.copy()
+            new_starts[done] = starts[done] + offsets
+            new_queries[done] = out[rows[done], offsets, :2]
+
+        first = 0
         for tr in tracks:
-            n = len(tr.queries)
-            vis = visibility[start:start + n]
-            tr.result = TrackedPoints(points[start:start + n].copy(), vis.copy())
+            last = first + len(tr.starts)
+            tr.result = TrackedPoints(points[first:last].copy(), visibility[first:last].copy())
             tr.result_frame = newest
-            start += n
+            tr.starts = new_starts[first:last].copy()
+            tr.queries = new_queries[first:last].copy()
+            first = last
