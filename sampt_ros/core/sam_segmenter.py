@@ -79,7 +79,8 @@ __all__ = [
 #: the segmenter kinds this module runs
 FAMILIES = ("sam", "sam_hq", "sam2")
 
-#: a mask needs at least this many pixels for another refinement pass (SAM-PT: ``m.sum() < 2`` stops)
+#: a mask needs at least this many pixels for another refinement pass (SAM-PT: ``m.sum() < 2`` stops;
+#: :func:`_extreme_box` tests exactly this: two pixels span two rows or two columns)
 MIN_REFINE_PIXELS = 2
 
 
@@ -472,16 +473,17 @@ class SamSegmenter:
         stopped = torch.zeros(b, dtype=torch.bool, device=self._device)
         for _ in range(dec.refinement_iters):
             if full_boxes:
-                box_img, count = _extreme_box(full > 0)
+                # SAM-PT: fewer than MIN_REFINE_PIXELS (2) pixels stop the refinement
+                box_img, _, two = _extreme_box(full)
                 box_in = ad.boxes_to_input(box_img)
-                stopped = stopped | (count < MIN_REFINE_PIXELS)
+                stopped = stopped | ~two
             else:
                 vh, vw = ad.low_res_valid()
-                cells, count = _extreme_box(low[:, 0, :vh, :vw] > 0)
+                cells, one, _ = _extreme_box(low[:, 0, :vh, :vw])
                 # a mask has pixels only where a low-resolution cell is positive (bilinear upsampling)
                 box_in = _cells_to_input(cells, ad.cell)
                 box_img = None
-                stopped = stopped | (count < 1)
+                stopped = stopped | ~one
             box = box_in if dec.refinement_box else None
             new_low, new_iou = self._decode(prompt_all, box, ad.feedback(low))
             self._counts["prompt_passes"] += 1
@@ -533,20 +535,25 @@ class SamSegmenter:
         return low, iou
 
 
-def _extreme_box(on: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``BxHxW bool`` -> ``(Bx4 float32 [x0, y0, x1, y1] inclusive extreme indices, B count)`` on the device.
+def _extreme_box(values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixels ``> 0`` of ``BxHxW`` logits: ``(Bx4 float32 [x0, y0, x1, y1] inclusive extreme indices,
+    B bool "at least one", B bool "at least two")``, on the device.
 
-    An empty mask gives a meaningless (but finite) box; callers mask it out by its count.
+    Two reductions over the logits (row and column maxima) give all of it: a mask has at least two
+    pixels exactly when it spans at least two rows or two columns. An empty mask gives a
+    meaningless (but finite) box; callers mask it out.
     """
-    count = on.flatten(1).sum(1)
-    rows = on.any(dim=2).to(torch.uint8)
-    cols = on.any(dim=1).to(torch.uint8)
-    h, w = on.shape[1], on.shape[2]
+    rows = values.amax(dim=2) > 0
+    cols = values.amax(dim=1) > 0
+    n_rows, n_cols = rows.sum(dim=1), cols.sum(dim=1)
+    rows, cols = rows.to(torch.uint8), cols.to(torch.uint8)
+    h, w = values.shape[1], values.shape[2]
     y0 = rows.argmax(dim=1)
     y1 = (h - 1) - rows.flip(1).argmax(dim=1)
     x0 = cols.argmax(dim=1)
     x1 = (w - 1) - cols.flip(1).argmax(dim=1)
-    return torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32), count
+    box = torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32)
+    return box, n_rows >= 1, (n_rows >= 2) | (n_cols >= 2)
 
 
 def _cells_to_input(cells: torch.Tensor, cell: float) -> torch.Tensor:
