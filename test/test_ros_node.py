@@ -242,6 +242,84 @@ def test_worker_survives_a_failing_frame():
     assert [s for s, _ in rec.results] == [1, 3]
 
 
+def test_worker_frame_the_engine_refuses_changes_nothing():
+    """A frame with a side under 8 px (or not HxWx3 uint8) used to reset the tracker for the "new
+    size" before the engine refused it: every object was forgotten. Now it only counts as failed."""
+    worker, rec = make_worker("lockstep")
+    frames, centres = moving_disk(4)
+    worker.submit_prompt(Prompt(1, ACTION_SET, centres[:1], np.array([1]), 1))
+    worker.start()
+    try:
+        worker.submit_frame(Frame(frames[0], 1))
+        for k, bad in enumerate((np.zeros((1, 1, 3), np.uint8), np.zeros((7, 320, 3), np.uint8),
+                                 np.zeros((240, 320), np.uint8), np.zeros((240, 320, 3), np.float32))):
+            worker.submit_frame(Frame(bad, 2 + k))
+        worker.submit_frame(Frame(frames[1], 10))
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    st = worker.stats()
+    assert st.failed == 4 and st.resizes == 0
+    assert [s for s, _ in rec.results] == [1, 10] and sorted(rec.results[-1][1].objects) == [1]
+    assert rec.results[-1][1].frame_index == 1, "no reset: the engine's frame count went on"
+    assert not any("resetting" in w for w in rec.warnings)
+
+
+def test_worker_resolution_change_keeps_objects_or_resets_an_engine_that_cannot():
+    import cv2
+
+    worker, rec = make_worker("lockstep")
+    frames, centres = moving_disk(6)
+    worker.submit_prompt(Prompt(1, ACTION_SET, centres[:1], np.array([1]), 1))
+    worker.start()
+    try:
+        for i in range(3):
+            worker.submit_frame(Frame(frames[i], i + 1))
+        worker.submit_frame(Frame(cv2.resize(frames[3], (640, 480)), 4))  # the camera reconfigured
+        worker.submit_frame(Frame(cv2.resize(frames[4], (640, 480)), 5))
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    st = worker.stats()
+    last = rec.results[-1][1]
+    print("resolution change:", rec.warnings[-2:], "objects", sorted(last.objects), "resizes", st.resizes)
+    assert st.failed == 0 and st.resizes == 1
+    if any("resetting the tracker" in w for w in rec.warnings):  # an engine that cannot rescale
+        assert last.objects == {}
+    else:  # the engine keeps every object at the new size
+        assert sorted(last.objects) == [1] and last.objects[1].mask.shape == (480, 640)
+        assert any("size changed" in w for w in rec.warnings)
+
+    class NoRescale:  # an engine that refuses a new size until reset (the old SamPtEngine)
+        object_ids, shape, resets = [], None, 0
+
+        def step(self, rgb):
+            from sampt_ros.core.types import FrameResult
+
+            if self.shape is not None and rgb.shape[:2] != self.shape:
+                raise ValueError("frame size changed; reset the engine first")
+            self.shape = rgb.shape[:2]
+            return FrameResult(frame_index=0)
+
+        def reset(self):
+            self.shape, self.resets = None, self.resets + 1
+
+        def has_frame(self, index):
+            return False
+
+    rec2 = Recorder()
+    old = NoRescale()
+    w2 = EngineWorker(old, rec2.on_result, mode="lockstep", on_warning=rec2.on_warning)
+    w2.start()
+    try:
+        w2.submit_frame(Frame(frames[0], 1))
+        w2.submit_frame(Frame(cv2.resize(frames[1], (64, 48)), 2))
+        assert w2.wait_idle(30)
+    finally:
+        w2.stop()
+    assert old.resets == 1 and len(rec2.results) == 2 and any("resetting the tracker" in w for w in rec2.warnings)
+
+
 # ============================================================================ over DDS
 @pytest.fixture(scope="module", name="ros_context")
 def _ros_context():
