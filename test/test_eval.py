@@ -343,9 +343,6 @@ def test_davis_multi_object_synthetic_scenario_end_to_end(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- acceptance (issue 7)
-NOT_YET = "the engine does not re-acquire yet (issue 7); before: 0 of 5 returns re-acquired"
-
-
 @pytest.fixture(scope="module")
 def extended_set(tmp_path_factory):
     """The extended synthetic set (every re-acquisition scenario, exact ground truth) at 427x240
@@ -372,7 +369,6 @@ def test_acceptance_extended_set_is_scored(extended_set):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=NOT_YET, strict=False)
 def test_acceptance_every_returning_object_is_reacquired_with_J_after_return_of_0_8(extended_set):
     bad = [(name, oid, e["reappeared"], e["frames_to_reacquire"], round(e["J_after_return"], 3))
            for name, oid, o in _objects(extended_set) for e in o["events"]
@@ -387,7 +383,6 @@ def test_acceptance_no_id_swaps(extended_set):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=NOT_YET, strict=False)
 def test_acceptance_an_object_that_never_returns_stays_lost(extended_set):
     o = extended_set["sequences"]["never_returns"]["objects"][1]
     assert o["left_at"] is not None
@@ -396,7 +391,6 @@ def test_acceptance_an_object_that_never_returns_stays_lost(extended_set):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=NOT_YET, strict=False)
 def test_acceptance_demo_scenario_J_and_F_of_0_85(extended_set):
     assert extended_set["sequences"]["demo"]["JF"] >= 0.85
 
