@@ -419,7 +419,8 @@ class FakeMemory:
         from sampt_ros.core.types import Candidate
 
         self.searched.append(object_id)
-        if exclude[self.home[1], self.home[0]]:
+        h, w = exclude.shape
+        if not (self.home[0] < w and self.home[1] < h) or exclude[self.home[1], self.home[0]]:
             return []
         return [Candidate(np.array([self.home], float), np.array([1]), None, 0.9)]
 
@@ -488,3 +489,20 @@ def test_without_a_memory_every_non_empty_mask_is_trusted_and_nothing_is_searche
     assert states == [ObjectState.OCCLUDED, ObjectState.LOST, ObjectState.LOST]
     seg.empty = False
     assert eng.step(frame()).objects[1].state == ObjectState.TRACKING
+
+
+def test_an_object_without_a_mask_survives_a_resolution_change_and_can_be_found_again():
+    memory = FakeMemory(home=(20, 20))
+    eng, tracker, seg, sampler = make_engine(memory=memory, config={"reid": {"kind": "colour", "lost_after": 0}},
+                                             velocity=(0.0, 0.0))
+    eng.set_prompt(7, points=[[20, 20]], labels=[1])
+    eng.step(frame())
+    eng._objects[7].mask = None  # e.g. hidden when the camera switched resolution
+    seg.shape = (16, 16)
+    res = eng.step(frame((16, 16)))
+    assert res.objects[7].state == ObjectState.LOST and res.objects[7].points.shape == (0, 2)
+    seg.shape = (H, W)
+    memory.similarity = lambda oid, ctx, mask: 1.0
+    for _ in range(2):
+        res = eng.step(frame())  # and back: it is searched for and found, with its id
+    assert res.objects[7].state == ObjectState.TRACKING and res.objects[7].mask[20, 20]

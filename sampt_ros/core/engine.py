@@ -330,6 +330,8 @@ class SamPtEngine:
         t = time.perf_counter()
         tracks = self.tracker.track()
         timings["tracker"] += time.perf_counter() - t
+        for oid in self._objects:  # an object without a track (lost across a resolution change) has no points
+            tracks.setdefault(oid, TrackedPoints(np.zeros((0, 2)), np.zeros(0)))
         ctx = FrameContext(image=proc, features=self.segmenter.features() if self.memory is not None else None)
 
         outcomes, visible = self._segment_tracks(tracks, index, timings)
@@ -711,6 +713,7 @@ class SamPtEngine:
         for oid in lost:
             obj = self._objects[oid]
             obj.state, obj.mask, obj.mask_points = ObjectState.LOST, None, None
+            obj.labels = np.zeros(0, np.int64)  # no track until it is found again
             obj.missing = max(obj.missing, self.config.reid.lost_after + 1)
             obj.area = areas[oid] * scale
             obj.query_frame = -1
