@@ -506,3 +506,11 @@ def test_an_object_without_a_mask_survives_a_resolution_change_and_can_be_found_
     for _ in range(2):
         res = eng.step(frame())  # and back: it is searched for and found, with its id
     assert res.objects[7].state == ObjectState.TRACKING and res.objects[7].mask[20, 20]
+
+
+def test_warmup_runs_frames_and_forgets_them():
+    eng, tracker, seg, sampler = make_engine()
+    eng.set_prompt(3, points=[[10, 10]], labels=[1])
+    seconds = eng.warmup(size=(H, W), frames=2, objects=2)
+    assert seconds >= 0 and seg.embeddings_computed == 2 and eng.object_ids == [] and eng.last_frame_index == -1
+    assert eng.device == "cpu"

@@ -208,6 +208,30 @@ class SamPtEngine:
         """Whether a prompt can still be placed on ``frame_index``."""
         return any(i == frame_index for i, _ in self._frames)
 
+    def warmup(self, size: Tuple[int, int] = (480, 640), frames: int = 2, objects: int = 2) -> float:
+        """Run ``frames`` synthetic frames of ``size`` (H, W) with ``objects`` objects, then :meth:`reset`.
+
+        Pays the first-call costs (CUDA context, cuDNN autotuning, ``torch.compile``, lazy
+        allocations) before the first real frame. Returns the seconds it took. Every object,
+        prompt and buffered frame is forgotten afterwards (work counters keep counting).
+        """
+        t0 = time.perf_counter()
+        h, w = size
+        rng = np.random.default_rng(0)
+        image = np.clip(rng.normal(128, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+        self.reset()
+        try:
+            for k in range(max(1, objects)):
+                mask = np.zeros((h, w), bool)
+                cx = int(w * (k + 1) / (objects + 1))
+                mask[h // 3: 2 * h // 3, max(cx - w // 10, 0): cx + w // 10] = True
+                self.set_prompt(k + 1, mask=mask)
+            for _ in range(max(1, frames)):
+                self.step(np.roll(image, 3, axis=1))
+        finally:
+            self.reset()
+        return time.perf_counter() - t0
+
     # ------------------------------------------------------------------ prompts
     def set_prompt(
         self,

@@ -168,7 +168,7 @@ class SamptNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.config, self.settings, self.engine = config, settings, engine
         self._describe = describe(config)
-        self._device = _device_of(engine, config)
+        self._device = engine.device
         self._limits = Limits(max_image_pixels=settings.max_image_pixels, max_image_bytes=settings.max_image_bytes,
                               max_points_per_prompt=settings.max_points_per_prompt)
         out_qos = make_qos(settings.output_qos, settings.qos_depth)
@@ -194,6 +194,14 @@ class SamptNode(LifecycleNode):
             self._pubs = {}
             self.config = self.settings = self.engine = None
             return TransitionCallbackReturn.FAILURE
+        if settings.warmup_frames and "cuda" in self._device:
+            # first-call costs (CUDA context, cuDNN autotuning, torch.compile) are paid now, not on
+            # the first camera frame (a CPU has none worth a warm-up)
+            try:
+                seconds = engine.warmup(frames=settings.warmup_frames)
+                self.get_logger().info(f"warmed up in {seconds:.1f} s ({settings.warmup_frames} frames)")
+            except Exception as exc:  # noqa: BLE001 - a failed warm-up is reported, the node still runs
+                self.get_logger().warning(f"warm-up failed: {bounded(str(exc), 300)}")
         self.get_logger().info(
             f"configured in {time.monotonic() - t0:.1f} s: {self._describe} on {self._device}; mode {settings.mode}")
         self.state_label = "inactive"
@@ -571,26 +579,6 @@ class SamptNode(LifecycleNode):
             for key in LIVE_NODE_KEYS:
                 setattr(self.settings, key, getattr(settings, key))
         return SetParametersResult(successful=True)
-
-
-def _device_of(engine, config) -> str:
-    """Where the models run, for diagnostics: the engine's ``device`` (e.g. ``cuda:0+cpu``) where
-    it has one, otherwise the components' own ``device``."""
-    device = getattr(engine, "device", None)
-    if isinstance(device, str) and device:
-        return device
-    devices = []
-    for part in (getattr(engine, "tracker", None), getattr(engine, "segmenter", None)):
-        dev = getattr(part, "device", None)
-        if dev is not None:
-            devices.append(str(dev))
-    if not devices:
-        if config.tracker.kind == "pips":
-            devices.append(config.tracker.pips.device)
-        if config.segmenter.kind == "sam":
-            devices.append(config.segmenter.sam.device)
-    devices = sorted(set(devices)) or ["cpu"]
-    return "+".join(devices)
 
 
 def tune_malloc() -> bool:

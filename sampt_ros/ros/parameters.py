@@ -77,6 +77,9 @@ class NodeSettings(Section):
                                                       "image or prompt mask", range=(64, 1 << 32))
     max_points_per_prompt: int = setting(256, "most points in one prompt (and clicked points per object); "
                                               "more are rejected", range=(1, 100000))
+    warmup_frames: int = setting(2, "on a GPU, synthetic frames run through the engine at configure, so that "
+                                    "first-call costs (CUDA, cuDNN, torch.compile) are not paid on the first camera "
+                                    "frame; 0: off", range=(0, 100))
 
     def validate(self) -> None:
         if self.marker_scale <= 0.0:
