@@ -26,6 +26,7 @@ def _obj(oid, mask, points=(), labels=None, visible=None, state=ObjectState.TRAC
         points=pts,
         labels=np.ones(n, np.int64) if labels is None else np.asarray(labels, np.int64),
         visible=np.ones(n, bool) if visible is None else np.asarray(visible, bool),
+        visibility=np.ones(n) if visible is None else np.asarray(visible, float),
         score=score,
         state=state,
     )
@@ -154,8 +155,9 @@ def test_fast_enough_at_davis_size():
     objs = {}
     for k in range(1, 4):
         mask = (xx - 200 * k) ** 2 + (yy - 240) ** 2 < 90 ** 2
+        visible = rng.random(9) > 0.3
         objs[k] = ObjectResult(k, mask, rng.uniform(0, 480, (9, 2)), np.r_[np.ones(8, int), 0],
-                               rng.random(9) > 0.3, 0.8, ObjectState.TRACKING)
+                               visible, visible.astype(float), 0.8, ObjectState.TRACKING)
     res = FrameResult(0, objs)
     draw_overlay(img, res)
     times = []
