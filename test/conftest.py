@@ -50,6 +50,16 @@ def ros_context(domain_id: int):
     context.try_shutdown()
 
 
+def torch_threads(n: int):
+    """Run the test with ``n`` torch threads, restoring the count after (a generator for fixtures)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     return shared_path()

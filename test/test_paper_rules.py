@@ -21,16 +21,14 @@ from sampt_ros.core.sam_segmenter import SamSegmenter  # noqa: E402
 from sampt_ros.core.types import TrackedPoints  # noqa: E402
 
 from test_sampt_sam_vector import predictor, vector  # noqa: E402,F401 - module fixtures
+from conftest import torch_threads  # noqa: E402
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    yield from torch_threads(1)
 
 
 class ReplayTracker:

@@ -103,17 +103,22 @@ def test_online_tracker_reproduces_reference_vector():
 # -- small random networks (no ../shared needed) ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_net():
+def damped_net() -> "PipsNet":
+    """A seeded random float64 PipsNet whose final update layer is damped (as the reference vector
+    does): undamped random updates are chaotic, amplifying summation-order differences far beyond
+    what the tests compare."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
     net = PipsNet(stride=4).double().eval()
     with torch.no_grad():
-        # Damp the final update layer (as the reference vector does): undamped random updates are
-        # chaotic, amplifying summation-order differences far beyond what the tests compare.
         net.delta_block.to_delta[-1].weight.mul_(0.02)
         net.delta_block.to_delta[-1].bias.mul_(0.02)
     return net
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    return damped_net()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ from sampt_ros.core.pips_tracker import OnlinePipsTracker, next_window_offsets
 ITERS = 2
 EXACT = 1e-9  # float64 throughout: only summation order differs
 
+from test_pips_tracker import damped_net  # noqa: E402
+
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
@@ -83,13 +85,8 @@ def test_next_window_rule_special_values():
 
 @pytest.fixture(scope="module")
 def net():
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    net = PipsNet(stride=4).double().eval()
+    net = damped_net()
     with torch.no_grad():
-        # damped updates (as the reference vector's weights): random undamped ones are chaotic
-        net.delta_block.to_delta[-1].weight.mul_(0.02)
-        net.delta_block.to_delta[-1].bias.mul_(0.02)
         # visibility logits spread around logit(0.9), so that points restart on different frames
         net.vis_predictor[0].weight.mul_(VIS_SCALE)
         net.vis_predictor[0].bias.add_(VIS_SHIFT)

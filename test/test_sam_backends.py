@@ -21,13 +21,12 @@ torch = pytest.importorskip("torch")
 TINY = [("sam", "tiny", "segment_anything"), ("sam_hq", "tiny", "segment_anything_hq"),
         ("sam_hq", "tiny_light", "segment_anything_hq"), ("sam2", "tiny", "sam2")]
 
+from conftest import torch_threads  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+    yield from torch_threads(2)
 
 
 def _cfg(kind, model_type, **extra):

@@ -25,13 +25,12 @@ from sampt_ros.core.types import SegmentRequest  # noqa: E402
 
 H, W = 480, 854
 
+from conftest import torch_threads  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+    yield from torch_threads(2)
 
 
 def _cfg(**decoder):

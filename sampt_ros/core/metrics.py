@@ -238,16 +238,8 @@ class SequenceScorer:
         return out
 
     def _label_map(self, arr: np.ndarray, name: str) -> np.ndarray:
-        a = np.asarray(arr)
-        if a.ndim != 2:
-            raise ValueError(f"{name} must be an HxW label map, got shape {a.shape}")
-        if a.dtype == bool:
-            return a.astype(np.uint8)
-        if not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer labels (or bool), got dtype {a.dtype}")
-        if self.binary:
-            return (a != 0).astype(np.uint8)
-        return a
+        a = _label_map(arr, name)
+        return (a != 0).astype(np.uint8) if self.binary else a
 
 
 def dataset_mean(results: Iterable[Mapping[str, object]]) -> Dict[str, float]:

@@ -65,6 +65,7 @@ import cv2
 import numpy as np
 
 from .eval import EvalError, list_sequences, load_sequence, read_label_map, read_rgb
+from ..core.metrics import runs as value_runs
 from .synthetic import (
     NOMINAL_SIZE,
     ObjectFrameStats,
@@ -72,8 +73,8 @@ from .synthetic import (
     WallSpec,
     _check_keyframes,
     _interp,
-    _runs,
     _SceneBase,
+    parse_size,
     write_davis,
 )
 
@@ -467,7 +468,7 @@ def _absent(stats: Sequence[ObjectFrameStats], fraction: float = 0.05) -> List[T
     vis = np.array([s.visible for s in stats])
     typical = float(np.median(vis[vis > 0])) if (vis > 0).any() else 0.0
     absent = (vis == 0) | (vis < fraction * typical)
-    return [(a, b) for v, a, b in _runs([bool(x) for x in absent]) if v]
+    return [(a, b) for v, a, b in value_runs([bool(x) for x in absent]) if v]
 
 
 class CompositeScene(_SceneBase):
@@ -636,7 +637,7 @@ class CompositeScene(_SceneBase):
             self._stats = stats
         return self._stats
 
-    def absent_runs(self, fraction: float = 0.05) -> Dict[int, List[Tuple[int, int]]]:
+    def absentruns(self, fraction: float = 0.05) -> Dict[int, List[Tuple[int, int]]]:
         """Per object, the runs of frames in which it counts as absent for the re-acquisition
         scorer (visible area 0 or below ``fraction`` of its median non-zero visible area)."""
         return {oid: _absent(st, fraction) for oid, st in self.object_stats().items()}
@@ -645,7 +646,7 @@ class CompositeScene(_SceneBase):
         """Per object: its phase runs, the frames it is ``hidden`` (in view, nothing visible),
         ``out`` (outside the view) and ``absent`` (for the scorer), as runs ``[first, last]``."""
         phases = self.phases()
-        absent = self.absent_runs()
+        absent = self.absentruns()
         out = {}
         for oid in self.object_ids:
             out[oid] = {
@@ -880,7 +881,7 @@ class _Planner:
         hid = scene.events()[1]["hidden"]
         desc = (f"object 1 ({self.srcs[0].key}) moves {'left to right' if direction > 0 else 'right to left'} "
                 f"and passes completely behind a {'static' if not drift else 'slowly moving'} wall "
-                f"(texture from {wall.sequence}); hidden {_fmt_runs(hid)}")
+                f"(texture from {wall.sequence}); hidden {_fmtruns(hid)}")
         return scene.scenario, desc
 
     def exit(self) -> Tuple[CompositeScenario, str]:
@@ -912,7 +913,7 @@ class _Planner:
         def score(scene):
             ph = [s.phase for s in scene.object_stats()[1]]
             out = ph.count("out")
-            runs = [r for r in _runs(ph) if r[0] == "out"]
+            runs = [r for r in value_runs(ph) if r[0] == "out"]
             ok = (ph[0] == "full" and len(runs) == 1 and ph[-1] == "full" and "hidden" not in ph
                   and len(_absent(scene.object_stats()[1])) == 1)
             return abs(out - target) + (0 if ok else 1000)
@@ -920,7 +921,7 @@ class _Planner:
         scene = self._search(build, score, np.arange(0, n))
         out = scene.events()[1]["out"]
         desc = (f"object 1 ({self.srcs[0].key}) drives out of the {'right' if edge > 0 else 'left'} edge, "
-                f"stays out {_fmt_runs(out)} and comes back in through the same edge")
+                f"stays out {_fmtruns(out)} and comes back in through the same edge")
         return scene.scenario, desc
 
     def gone(self) -> Tuple[CompositeScenario, str]:
@@ -999,7 +1000,7 @@ class _Planner:
                 ph1 = [s.phase for s in st[1]]
                 ph2 = [s.phase for s in st[2]]
                 hidden = ph1.count("hidden")
-                runs = [r for r in _runs(ph1) if r[0] == "hidden"]
+                runs = [r for r in value_runs(ph1) if r[0] == "hidden"]
                 k = max(1, int(round(0.1 * n)))  # both fully visible, apart, at the start and the end
                 overlap = sum(1 for s in st[1] if 2 in s.covered_by)  # not a long ride together
                 ok = (len(runs) <= 1 and all(p == "full" for p in ph1[:k] + ph1[-k:] + ph2[:k] + ph2[-k:])
@@ -1018,7 +1019,7 @@ class _Planner:
             raise EvalError(f"{self.name}: {self.srcs[0].key} never gets fully covered by {self.srcs[1].key}")
         hid = scene.events()[1]["hidden"]
         desc = (f"object 2 ({self.srcs[1].key}, in front) and object 1 ({self.srcs[0].key}, behind) cross; "
-                f"object 1 fully covered {_fmt_runs(hid)}")
+                f"object 1 fully covered {_fmtruns(hid)}")
         return scene.scenario, desc
 
     @staticmethod
@@ -1035,7 +1036,7 @@ class _Planner:
         return best[1]
 
 
-def _fmt_runs(runs) -> str:
+def _fmtruns(runs) -> str:
     if not runs:
         return "never"
     return ", ".join(f"frames {a}-{b} ({b - a + 1})" for a, b in runs)
@@ -1089,14 +1090,6 @@ def manifest_entry(scene: CompositeScene) -> dict:
     }
 
 
-def _parse_size(text: str) -> Tuple[int, int]:
-    try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 854x480, got {text!r}") from None
-
-
 def _parse_list(text: str) -> List[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -1114,7 +1107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f"comma-separated kinds (default all: {','.join(KINDS)})")
     parser.add_argument("--variants", type=int, default=1,
                         help="sequences per kind, each from other sources where there are enough (default 1)")
-    parser.add_argument("--size", type=_parse_size, default=NOMINAL_SIZE, help="WxH (default 854x480)")
+    parser.add_argument("--size", type=parse_size, default=NOMINAL_SIZE, help="WxH (default 854x480)")
     parser.add_argument("--frames", type=int, default=None, help="length (default: drawn in 100..150 per sequence)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sequences", type=_parse_list, default=None,
@@ -1156,7 +1149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for line in scene.describe().splitlines():
                     print(f"  {line}")
                 for oid, ev in entry["events"].items():
-                    print(f"  object {oid} absent for the scorer: {_fmt_runs(ev['absent'])}")
+                    print(f"  object {oid} absent for the scorer: {_fmtruns(ev['absent'])}")
             # free the cut-outs of this kind
             bank._sprites.clear()
         out.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..core.metrics import runs
+
 #: Short name of the synthetic sequence in DAVIS-layout folders.
 DEFAULT_SEQUENCE = "synthetic"
 
@@ -572,17 +574,6 @@ class ObjectFrameStats:
         return "full"
 
 
-def _runs(values: Sequence[object]) -> List[Tuple[object, int, int]]:
-    """``[(value, first, last), ...]``: maximal runs of equal consecutive values."""
-    out: List[Tuple[object, int, int]] = []
-    for i, v in enumerate(values):
-        if out and out[-1][0] == v:
-            out[-1] = (v, out[-1][1], i)
-        else:
-            out.append((v, i, i))
-    return out
-
-
 class _SceneBase:
     """What every scene offers: ``frame(i) -> (image HxWx3 uint8 RGB, labels HxW uint8)``, the
     per-frame statistics of each object and their phases."""
@@ -638,19 +629,19 @@ class _SceneBase:
     def phases(self) -> Dict[int, List[Tuple[str, int, int]]]:
         """Per object, the runs of its phase (``full``/``partial``/``hidden``/``out``, see
         :attr:`ObjectFrameStats.phase`): ``[(phase, first_frame, last_frame), ...]``."""
-        return {oid: _runs([s.phase for s in st]) for oid, st in self.object_stats().items()}
+        return {oid: runs([s.phase for s in st]) for oid, st in self.object_stats().items()}
 
-    def covered_runs(self) -> Dict[int, List[Tuple[Tuple[object, ...], int, int]]]:
+    def coveredruns(self) -> Dict[int, List[Tuple[Tuple[object, ...], int, int]]]:
         """Per object, the runs of frames in which something covers part of it (what covers it)."""
         out = {}
         for oid, st in self.object_stats().items():
-            out[oid] = [r for r in _runs([s.covered_by for s in st]) if r[0]]
+            out[oid] = [r for r in runs([s.covered_by for s in st]) if r[0]]
         return out
 
     def describe(self) -> str:
         """One line per object: its phase runs, e.g. ``object 1: full 0-24 | partial 25-44 | hidden 45-64``."""
         lines = []
-        covered = self.covered_runs()
+        covered = self.coveredruns()
         for oid, runs in self.phases().items():
             text = " | ".join(f"{p} {a}-{b}" for p, a, b in runs)
             cov = [f"by {'+'.join(str(c) for c in what)} {a}-{b}" for what, a, b in covered[oid]]
@@ -920,7 +911,8 @@ def write_scenarios(root: os.PathLike | str, names: Optional[Sequence[str]] = No
     return {s.name: write_davis(root, s, jpeg_quality) for s in scenes}
 
 
-def _parse_size(text: str) -> Tuple[int, int]:
+def parse_size(text: str) -> Tuple[int, int]:
+    """``"854x480"`` -> ``(854, 480)`` for argparse (``type=parse_size``)."""
     try:
         w, h = text.lower().split("x")
         return int(w), int(h)
@@ -938,7 +930,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="which scenario (default demo); 'all' writes every scenario, one sequence each")
     parser.add_argument("--frames", type=int, default=None, help="number of frames (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=_parse_size, default=NOMINAL_SIZE, help="WxH (default 854x480)")
+    parser.add_argument("--size", type=parse_size, default=NOMINAL_SIZE, help="WxH (default 854x480)")
     parser.add_argument("--name", default=None, help="sequence folder name (default: the scenario's name)")
     parser.add_argument("--no-occlusion", action="store_true", help="leave the walls (occluders) out")
     args = parser.parse_args(argv)
