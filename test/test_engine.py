@@ -410,7 +410,7 @@ class FakeMemory:
     def observe(self, object_id, ctx, mask):
         self.observed.append(object_id)
 
-    def similarity(self, object_id, ctx, mask):
+    def similarity(self, object_id, ctx, mask, strict=False):
         ys, xs = np.nonzero(mask)
         near = abs(xs.mean() - self.home[0]) < 6 and abs(ys.mean() - self.home[1]) < 6
         return 1.0 if near else 0.0
@@ -436,7 +436,7 @@ class FakeMemory:
 
 def test_drift_is_not_trusted_occluded_then_lost_then_found_again_with_the_same_id():
     memory = FakeMemory(home=(40, 20))
-    eng, tracker, seg, sampler = make_engine(memory=memory, config={"reid": {"kind": "colour", "lost_after": 2}},
+    eng, tracker, seg, sampler = make_engine(memory=memory, config={"reid": {"kind": "colour", "lost_after": 2, "accept": 0.5}},
                                              velocity=(0.0, 0.0))
     eng.set_prompt(7, points=[[40, 20]], labels=[1])
     res = eng.step(frame())
@@ -472,7 +472,7 @@ def test_a_lost_object_does_not_take_a_region_another_object_holds():
     eng.set_prompt(2, points=[[50, 35]], labels=[1])
     eng.step(frame())
     tracker.hidden.add(2)  # object 2 disappears; object 1 keeps the place its memory would point at
-    memory.similarity = lambda oid, ctx, mask: 1.0
+    memory.similarity = lambda oid, ctx, mask, strict=False: 1.0
     for _ in range(3):
         res = eng.step(frame())
         assert res.objects[1].state == ObjectState.TRACKING
@@ -502,7 +502,7 @@ def test_an_object_without_a_mask_survives_a_resolution_change_and_can_be_found_
     res = eng.step(frame((16, 16)))
     assert res.objects[7].state == ObjectState.LOST and res.objects[7].points.shape == (0, 2)
     seg.shape = (H, W)
-    memory.similarity = lambda oid, ctx, mask: 1.0
+    memory.similarity = lambda oid, ctx, mask, strict=False: 1.0
     for _ in range(2):
         res = eng.step(frame())  # and back: it is searched for and found, with its id
     assert res.objects[7].state == ObjectState.TRACKING and res.objects[7].mask[20, 20]

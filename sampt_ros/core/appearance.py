@@ -178,11 +178,12 @@ class ColourMemory:
                                                 float(np.count_nonzero(mask))))
         self._counts["observed"] += 1
 
-    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray, strict: bool = False) -> float:
         """Share of the mask's pixels more likely object than surroundings, weighed with the histogram overlap.
 
         ``object_share ** a * bhattacharyya ** b`` (``a``, ``b``: ``reid.colour.share_weight``,
-        ``overlap_weight``); 1 for an object not remembered yet, 0 for an empty mask.
+        ``overlap_weight``); the same for a re-detection candidate (``strict``). 1 for an object not
+        remembered yet, 0 for an empty mask.
         """
         if not self.knows(object_id):
             return 1.0
@@ -224,19 +225,28 @@ class ColourMemory:
         return out
 
     def _search(self, llr: np.ndarray, side: int, n: int, scale: float, size: Tuple[int, int]) -> List[Candidate]:
+        """Up to ``n`` distinct places: each the strongest remaining peak of the object-size density,
+        its object-like pixels within the object's radius as the prior; around each the density is
+        cleared so the next candidate is somewhere else."""
         h, w = llr.shape
         density = cv2.blur(llr, (side, side), borderType=cv2.BORDER_CONSTANT)
         # the share of object-like pixels in a window of the object's size, as the peak's weight
         share = cv2.blur((llr > 0).astype(np.float32), (side, side), borderType=cv2.BORDER_CONSTANT)
+        radius = max(2, int(round(0.7 * side)))  # an object of the remembered area, with some slack
         out: List[Candidate] = []
-        for x, y, value in _peaks(density, n, side // 2 + 1, 0.0):
+        for _ in range(4 * n):
+            if len(out) >= n:
+                break
+            _, value, _, (x, y) = cv2.minMaxLoc(density)
+            if not value > 0.0:
+                break
+            cv2.circle(density, (x, y), side, -_MAX_LLR, thickness=-1)  # the next peak is elsewhere
             if share[y, x] < self.cfg.min_share:
                 continue
-            x0, x1 = max(x - side, 0), min(x + side + 1, w)  # a window twice the object's size
-            y0, y1 = max(y - side, 0), min(y + side + 1, h)
-            region = np.zeros((h, w), np.uint8)
-            region[y0:y1, x0:x1] = (llr[y0:y1, x0:x1] > 0).astype(np.uint8)
-            region = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+            disk = np.zeros((h, w), np.uint8)
+            cv2.circle(disk, (x, y), radius, 1, thickness=-1)
+            region = (disk > 0) & (llr > 0)
+            region = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
             count, comp = cv2.connectedComponents(region, connectivity=8)
             if count <= 1:
                 continue
@@ -386,7 +396,7 @@ class EmbeddingMemory:
         own = float(np.mean([self._dot(e.fg, anchor) for e in entries]))
         return own - self.cfg.max_drop
 
-    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray, strict: bool = False) -> float:
         """``sigmoid((fg - max(bg + margin, floor)) / temperature)`` with ``fg`` / ``bg`` the mask's
         best cosine to the object's / its backgrounds' remembered features: high only when the
         mask looks like the object in absolute terms (``floor``, see :meth:`_floor`) and more like

@@ -153,13 +153,13 @@ ReidConfig = _family_section(
     extra=[
         ("lost_after", int, setting(10, "frames an object stays OCCLUDED (no trusted mask) before it is LOST",
                                     range=(0, 100000))),
-        ("min_score", float, setting(0.3, "an object's score (segmenter confidence x agreement with its memory) "
+        ("min_score", float, setting(0.25, "an object's score (segmenter confidence x agreement with its memory) "
                                           "below this: the mask is not trusted and not published", range=(0.0, 1.0))),
         ("update_score", float, setting(0.6, "the memory learns only from masks scoring at least this",
                                         range=(0.0, 1.0))),
         ("entries", int, setting(8, "appearance entries remembered per object (the oldest non-anchor entry "
                                     "is replaced: memory stays bounded)", range=(1, 256))),
-        ("accept", float, setting(0.5, "re-detection: a candidate is accepted when its score reaches this",
+        ("accept", float, setting(0.6, "re-detection: a candidate is accepted when its score reaches this",
                                   range=(0.0, 1.0))),
         ("candidates", int, setting(3, "candidate locations tried per lost object per search", range=(1, 64))),
         ("objects_per_frame", int, setting(2, "lost objects searched per frame (round robin; bounds the cost)",

@@ -431,14 +431,14 @@ class SamPtEngine:
                            or out.score >= self.config.reid.min_score)
         timings["reid"] += time.perf_counter() - t
 
-    def _score(self, oid: int, mask: np.ndarray, seg_score: float, ctx: FrameContext) -> float:
-        """Segmenter confidence x agreement with the memory (appearance, size)."""
+    def _score(self, oid: int, mask: np.ndarray, seg_score: float, ctx: FrameContext, strict: bool = False) -> float:
+        """Segmenter confidence x agreement with the memory (appearance, size); ``strict`` for candidates."""
         if self.memory is None:
             return float(np.clip(seg_score, 0.0, 1.0))
         r = self.config.reid
         obj = self._objects[oid]
         size = area_agreement(float(np.count_nonzero(mask)), obj.area, r.min_area_ratio, r.max_area_ratio)
-        appearance = self.memory.similarity(oid, ctx, mask) if self.memory.knows(oid) else 1.0
+        appearance = self.memory.similarity(oid, ctx, mask, strict) if self.memory.knows(oid) else 1.0
         return float(np.clip(seg_score, 0.0, 1.0) * appearance * size)
 
     def _search(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints], index: int,
@@ -511,7 +511,7 @@ class SamPtEngine:
                     continue
                 logits = np.where(taken, np.float32(-np.inf), logits)
                 mask = mask & ~taken
-            score = self._score(oid, mask, float(seg.score), ctx)
+            score = self._score(oid, mask, float(seg.score), ctx, strict=oid not in held)
             obj = self._objects[oid]
             if oid not in held and obj.centre is not None and r.search_radius > 0:
                 # an object reappears near where it was last seen, the more so the shorter it was

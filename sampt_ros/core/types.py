@@ -235,8 +235,12 @@ class AppearanceMemory(Protocol):
     def observe(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> None:
         """Learn object ``object_id`` from a trusted ``HxW bool`` mask in this frame."""
 
-    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
-        """How well a mask in this frame matches what the object looks like, 0..1 (1 without memory)."""
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray, strict: bool = False) -> float:
+        """How well a mask in this frame matches what the object looks like, 0..1 (1 without memory).
+
+        ``strict``: the mask is a re-detection candidate, not the object's own track: the memory
+        may apply every cue it has (a track's mask changes gradually; a candidate may be anything).
+        """
 
     def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int,
                    around: Optional[np.ndarray] = None) -> List[Candidate]:
