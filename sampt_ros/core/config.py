@@ -174,6 +174,9 @@ ReidConfig = _family_section(
                                               "sizes (sqrt of the remembered area), widening by 20% each frame the "
                                               "object stays hidden; 0: position does not count",
                                          range=(0.0, 1000.0))),
+        ("learn_every", int, setting(1, "the memory learns from an object at most every n frames (the prompt "
+                                         "always), so its entries span a longer stretch of the object's history",
+                                     range=(1, 10000))),
         ("confirm_frames", int, setting(3, "the memory learns from an object only after this many trusted frames "
                                            "in a row (a wrong re-detection is not learnt at once)",
                                         range=(1, 1000))),

@@ -87,6 +87,7 @@ class _Object:
     state: ObjectState = ObjectState.TRACKING
     missing: int = 0  # consecutive frames without a trusted mask
     streak: int = 0  # consecutive frames with a trusted mask
+    learnt: int = -(10 ** 9)  # the frame the memory last learnt from it
     centre: Optional[Tuple[float, float]] = None  # (x, y) of the last trusted mask
     samples: int = 0  # query-point samplings so far (each draws its own random stream)
     reinit_failed: bool = False  # re-initialisation found no mask (reported LOST until a mask comes back)
@@ -653,12 +654,15 @@ class SamPtEngine:
                 ys, xs = np.nonzero(mask)
                 obj.centre = (float(xs.mean()), float(ys.mean()))
                 area = float(np.count_nonzero(mask))
-                learn = (self.memory is None or out.seg_score >= 1.0 or not self.memory.knows(oid)
-                         or (out.score >= r.update_score and obj.streak >= r.confirm_frames))
-                if learn:
-                    obj.area = area if obj.area <= 0 else 0.9 * obj.area + 0.1 * area
-                    if self.memory is not None:
+                # size and appearance are learnt from confident masks only (a mediocre mask's size
+                # would drift the remembered one); the appearance at most every learn_every frames
+                confident = out.score >= r.update_score and obj.streak >= r.confirm_frames
+                if self.memory is None or out.seg_score >= 1.0 or confident or not self.memory.knows(oid):
+                    obj.area = area if obj.area <= 0 or out.seg_score >= 1.0 else 0.9 * obj.area + 0.1 * area
+                    due = out.seg_score >= 1.0 or index - obj.learnt >= r.learn_every
+                    if self.memory is not None and (due or not self.memory.knows(oid)):
                         self.memory.observe(oid, ctx, mask)
+                        obj.learnt = index
                 obj.state = ObjectState.LOST if obj.reinit_failed else ObjectState.TRACKING
             else:
                 obj.missing += 1
