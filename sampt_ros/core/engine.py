@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from . import prompting
@@ -102,6 +103,14 @@ class _Outcome:
     score: float = 0.0
     trusted: bool = False
     reacquired: bool = False
+    _mask: Optional[np.ndarray] = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``logits > 0`` (computed once)."""
+        if self._mask is None or self._mask.shape != self.logits.shape:
+            self._mask = self.logits > 0
+        return self._mask
 
 
 def motion_prior(mask: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -115,8 +124,6 @@ def motion_prior(mask: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarr
         ``HxW bool``: the mask under a similarity transform fitted robustly to the point
         pairs (3+ pairs), a median translation (1-2 pairs), or unchanged (none).
     """
-    import cv2
-
     if len(src) == 0:
         return mask
     m = None
@@ -424,10 +431,10 @@ class SamPtEngine:
         for oid, out in outcomes.items():
             if out.trusted:  # a mask prompt on its own frame
                 continue
-            if out.logits is None or not (out.logits > 0).any():
+            if out.logits is None or not out.mask.any():
                 out.logits = None
                 continue
-            out.score = self._score(oid, out.logits > 0, out.seg_score, ctx)
+            out.score = self._score(oid, out.mask, out.seg_score, ctx)
             out.trusted = (self.memory is None or not self.memory.knows(oid)
                            or out.score >= self.config.reid.min_score)
         timings["reid"] += time.perf_counter() - t
@@ -462,7 +469,7 @@ class SamPtEngine:
         known = [oid for oid in sorted(outcomes) if self.memory.knows(oid) and self._objects[oid].area > 0]
         lost = [oid for oid in known if not outcomes[oid].trusted]
         shrunk = [oid for oid in known if outcomes[oid].trusted and outcomes[oid].seg_score < 1.0 and r.regrow_ratio > 0
-                  and np.count_nonzero(outcomes[oid].logits > 0) < r.regrow_ratio * self._objects[oid].area]
+                  and np.count_nonzero(outcomes[oid].mask) < r.regrow_ratio * self._objects[oid].area]
         if lost:
             start = self._search_cursor % len(lost)
             lost = lost[start:] + lost[:start]
@@ -471,7 +478,7 @@ class SamPtEngine:
             timings["reid"] += time.perf_counter() - t
             return
         self._search_cursor += len([oid for oid in chosen if oid in lost])
-        held = {oid: out.logits > 0 for oid, out in outcomes.items() if out.trusted}
+        held = {oid: out.mask for oid, out in outcomes.items() if out.trusted}
         negatives = self._trusted_positives(outcomes, tracks)
         batch: List[SegmentRequest] = []
         for oid in chosen:
@@ -553,6 +560,10 @@ class SamPtEngine:
 
     def _compose(self, outcomes: Dict[int, _Outcome]) -> Dict[int, np.ndarray]:
         """Trusted masks without overlaps at the processing size (``oid -> HxW bool``)."""
+        trusted = [oid for oid, o in outcomes.items() if o.trusted and o.logits is not None]
+        if len(trusted) <= 1:  # nothing overlaps
+            empty = np.zeros(self._proc_size, bool)
+            return {oid: (outcomes[oid].mask if oid in trusted else empty) for oid in outcomes}
         logits = {oid: (o.logits if o.trusted else None) for oid, o in outcomes.items()}
         labels = prompting.compose_labels(logits, self._proc_size, self.config.engine.overlap)
         return {oid: labels == oid for oid in outcomes}
@@ -575,11 +586,11 @@ class SamPtEngine:
         for oid in due:
             obj, out = self._objects[oid], outcomes[oid]
             obj.query_frame = index  # the next attempt is one horizon later either way
-            if not (out.trusted and out.logits is not None and (out.logits > 0).any()):
+            if not (out.trusted and out.logits is not None and out.mask.any()):
                 if self.memory is None:
                     obj.reinit_failed = True
                 continue
-            if self._restart_track(obj, out.logits > 0, index, frame, timings):
+            if self._restart_track(obj, out.mask, index, frame, timings):
                 restarted.append(oid)
         if not restarted or not self.config.engine.reinit_resegment:
             return False
@@ -651,8 +662,9 @@ class SamPtEngine:
                 obj.missing = 0
                 obj.streak = 0 if out.reacquired else obj.streak + 1
                 obj.reinit_failed = False
-                ys, xs = np.nonzero(mask)
-                obj.centre = (float(xs.mean()), float(ys.mean()))
+                if self.memory is not None:  # where it was last seen, for the search's position prior
+                    m = cv2.moments(mask.view(np.uint8), binaryImage=True)
+                    obj.centre = (m["m10"] / m["m00"], m["m01"] / m["m00"])
                 area = float(np.count_nonzero(mask))
                 # size and appearance are learnt from confident masks only (a mediocre mask's size
                 # would drift the remembered one); the appearance at most every learn_every frames
