@@ -13,9 +13,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["sampt_ros", "sampt_ros.*"]),
-    install_requires=["numpy", "opencv-python-headless", "PyYAML", "tqdm"],
+    install_requires=["numpy", "opencv-python-headless", "PyYAML", "tqdm", "Pillow"],
     extras_require={
         "models": ["torch", "torchvision", "segment-anything"],
+        "hq": ["segment-anything-hq", "timm"],  # sam2: SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2
         "eval": ["scikit-image", "matplotlib", "imageio", "imageio-ffmpeg", "vos-benchmark"],
         "bags": ["rosbags", "rosbags-image"],
     },

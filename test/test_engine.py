@@ -514,3 +514,14 @@ def test_warmup_runs_frames_and_forgets_them():
     seconds = eng.warmup(size=(H, W), frames=2, objects=2)
     assert seconds >= 0 and seg.embeddings_computed == 2 and eng.object_ids == [] and eng.last_frame_index == -1
     assert eng.device == "cpu"
+
+
+def test_borrowed_negatives_can_be_capped_evenly():
+    eng, tracker, seg, sampler = make_engine(config={"prompting": {"max_borrowed_negatives": 2}})
+    eng.set_prompt(1, points=[[10, 10]], labels=[1])
+    eng.set_prompt(2, points=[[20, 10], [22, 10], [24, 10], [26, 10], [28, 10]], labels=[1, 1, 1, 1, 1])
+    eng.step(frame())
+    pts1, lbl1, *_ = seg.calls[0]
+    # object 1: its own point, then 2 of object 2's 5 positives (the first and the last)
+    np.testing.assert_allclose(pts1, [[10, 10], [20, 10], [28, 10]])
+    assert lbl1.tolist() == [1, 0, 0]

@@ -173,9 +173,7 @@ def test_batched_exact_equals_one_object_at_a_time(vector, predictor, cfg):
     seg.set_image(_frame(data, f))
     tracks = {oid: prompting.TrackedPoints(p.astype(np.float64), v) for oid, (p, _, v) in _tracks(data, f).items()}
     labels = {oid: lab for oid, (_, lab, _) in _tracks(data, f).items()}
-    p = cfg.prompting
-    requests, _ = prompting.build_requests(tracks, labels, (576, 1024), p.visibility_threshold, p.border_margin,
-                                           p.others_as_negatives, p.require_own_positive)
+    requests, _ = prompting.build_requests(tracks, labels, (576, 1024), cfg.prompting)
     batch = [r for _, r in sorted(requests.items()) if r is not None]
     together = seg.segment(batch)
     alone = [seg.segment([r])[0] for r in batch]

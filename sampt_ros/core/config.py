@@ -79,6 +79,10 @@ class PromptingConfig(Section):
                                          "into the image and kept", range=(0.0, 0.25))
     others_as_negatives: bool = setting(True, "other objects' visible positive points are negative points of "
                                               "each object (SAM-PT: true)")
+    max_borrowed_negatives: int = setting(0, "most of the other objects' positive points added to one object's "
+                                             "prompt (evenly spread over them); 0: all (SAM-PT's DAVIS setting). "
+                                             "Caps the decoder's work per object when many objects are tracked",
+                                          range=(0, 100000))
     require_own_positive: bool = setting(False, "an object with no visible positive point of its own gets no mask; "
                                                 "false: it is still prompted while any prompt point is visible "
                                                 "(SAM-PT)")

@@ -386,8 +386,7 @@ class SamPtEngine:
         active = [oid for oid, obj in self._objects.items()
                   if not (searching and obj.state == ObjectState.LOST and obj.query_frame != index)]
         requests, visible = prompting.build_requests(
-            tracks, {oid: obj.labels for oid, obj in self._objects.items()}, self._proc_size,
-            cfg.visibility_threshold, cfg.border_margin, cfg.others_as_negatives, cfg.require_own_positive,
+            tracks, {oid: obj.labels for oid, obj in self._objects.items()}, self._proc_size, cfg,
             prompted=active, contributing=active)
         outcomes = {oid: _Outcome(None) for oid in self._objects}
         batch: List[SegmentRequest] = []
@@ -602,8 +601,7 @@ class SamPtEngine:
         active = [oid for oid, out in outcomes.items() if out.trusted or oid in restarted]
         requests, vis = prompting.build_requests(
             {oid: tracks[oid] for oid in active}, {oid: self._objects[oid].labels for oid in active},
-            self._proc_size, cfg.visibility_threshold, cfg.border_margin, cfg.others_as_negatives,
-            cfg.require_own_positive, prompted=restarted)
+            self._proc_size, cfg, prompted=restarted)
         batch = [req for _, req in sorted(requests.items()) if req is not None]
         for oid in restarted:
             visible[oid] = vis[oid]

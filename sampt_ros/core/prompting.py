@@ -53,10 +53,7 @@ def build_requests(
     tracks: Mapping[int, TrackedPoints],
     labels: Mapping[int, np.ndarray],
     image_size: Tuple[int, int],
-    visibility_threshold: float,
-    border_margin: float,
-    others_as_negatives: bool = True,
-    require_own_positive: bool = False,
+    rules,
     prompted: Optional[Iterable[int]] = None,
     contributing: Optional[Iterable[int]] = None,
 ) -> Tuple[Dict[int, Optional[SegmentRequest]], Dict[int, np.ndarray]]:
@@ -66,11 +63,13 @@ def build_requests(
         tracks: ``object_id -> TrackedPoints`` (points and visibility as the tracker reports them).
         labels: ``object_id -> N int`` labels of the object's points (1 positive, 0 negative).
         image_size: ``(H, W)`` of the image the points live in.
-        visibility_threshold, border_margin: see :func:`visible_points`.
-        others_as_negatives: append the other objects' visible positive points (ascending
-            object id, each in point order) as negatives.
-        require_own_positive: no prompt for an object without a visible positive point of its
-            own (SAM-PT prompts it anyway when any prompt point exists).
+        rules: the ``prompting`` config section: ``visibility_threshold`` and ``border_margin``
+            (see :func:`visible_points`); ``others_as_negatives``: append the other objects'
+            visible positive points (ascending object id, each in point order) as negatives;
+            ``max_borrowed_negatives``: at most this many of those, evenly spread over them
+            (deterministic; SAM-PT's ``max_other_objects_positive_points`` draws them at random;
+            0: all); ``require_own_positive``: no prompt for an object without a visible positive
+            point of its own (SAM-PT prompts it anyway when any prompt point exists).
         prompted: the objects to prompt (default: all of ``tracks``).
         contributing: the objects whose positives serve as others' negatives (default: all).
 
@@ -80,6 +79,7 @@ def build_requests(
         visible points for every object of ``tracks``. A request lists the object's visible
         points in index order with their labels, then the borrowed negatives.
     """
+    visibility_threshold, border_margin = rules.visibility_threshold, rules.border_margin
     h, w = image_size
     order = sorted(tracks)
     prompted = set(order if prompted is None else prompted)
@@ -103,11 +103,15 @@ def build_requests(
             continue
         lab = np.asarray(labels[oid], np.int64)
         own_pts, own_lab = points[oid][visible[oid]], lab[visible[oid]]
-        borrowed = [positives[o] for o in order if o != oid and o in positives] if others_as_negatives else []
+        borrowed = [positives[o] for o in order if o != oid and o in positives] if rules.others_as_negatives else []
+        cap = rules.max_borrowed_negatives
+        if cap > 0 and sum(len(b) for b in borrowed) > cap:
+            every = np.concatenate(borrowed, axis=0)
+            borrowed = [every[np.linspace(0, len(every) - 1, cap).round().astype(int)]]
         pts = np.concatenate([own_pts] + borrowed, axis=0) if borrowed else own_pts
         lbl = np.concatenate([own_lab] + [np.full(len(b), NEGATIVE, np.int64) for b in borrowed]) \
             if borrowed else own_lab
-        if len(pts) == 0 or (require_own_positive and not np.any(own_lab == POSITIVE)):
+        if len(pts) == 0 or (rules.require_own_positive and not np.any(own_lab == POSITIVE)):
             requests[oid] = None
             continue
         requests[oid] = SegmentRequest(object_id=oid, points=pts, labels=lbl)

@@ -605,8 +605,7 @@ def segment_frame(predictor, image: np.ndarray, tracks: Mapping[int, Tuple[Any, 
                                           np.asarray(vis, np.float64).reshape(-1))
         labels[int(oid)] = as_labels(lab, len(pts), f"object {oid} labels")
     p = cfg.prompting
-    requests, _ = prompting.build_requests(tracked, labels, proc_size, p.visibility_threshold, p.border_margin,
-                                           p.others_as_negatives, p.require_own_positive)
+    requests, _ = prompting.build_requests(tracked, labels, proc_size, p)
     seg.set_image(proc)
     batch = [req for _, req in sorted(requests.items()) if req is not None]
     old_trace = seg.trace
