@@ -525,3 +525,28 @@ def test_borrowed_negatives_can_be_capped_evenly():
     # object 1: its own point, then 2 of object 2's 5 positives (the first and the last)
     np.testing.assert_allclose(pts1, [[10, 10], [20, 10], [28, 10]])
     assert lbl1.tolist() == [1, 0, 0]
+
+
+def test_the_reinit_frame_is_segmented_again_from_the_new_points():
+    # SAM-PT (reinit variant A) segments the re-initialisation frame once more, from the points it
+    # has just sampled from the mask, and publishes that mask
+    eng, tracker, seg, sampler = make_engine(reinit=4, config={"engine": {"reinit_resegment": True}})
+    eng.set_prompt(1, points=[[10, 20]], labels=[1])
+    for _ in range(3):
+        eng.step(frame())
+    n = len(seg.calls)
+    res = eng.step(frame())  # frame 3: re-init due
+    assert len(seg.calls) == n + 2  # the tracked points, then the new query points
+    new_points, new_labels, *_ = seg.calls[-1]
+    np.testing.assert_allclose(new_points[0], tracker.tracks[1][0][0])  # the sampled positive
+    assert tracker.set_calls[-1][1] == 3
+    cx, cy = np.round(new_points[0]).astype(int)
+    assert res.objects[1].mask[cy, cx] and res.objects[1].state == ObjectState.TRACKING
+    # without it, the published mask is the one from the old points and the segmenter runs once
+    eng, tracker, seg, sampler = make_engine(reinit=4)
+    eng.set_prompt(1, points=[[10, 20]], labels=[1])
+    for _ in range(3):
+        eng.step(frame())
+    n = len(seg.calls)
+    eng.step(frame())
+    assert len(seg.calls) == n + 1
