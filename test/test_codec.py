@@ -16,7 +16,7 @@ from types import SimpleNamespace as NS
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sampt_ros.ros import codec

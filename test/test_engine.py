@@ -410,7 +410,7 @@ class FakeMemory:
     def observe(self, object_id, ctx, mask):
         self.observed.append(object_id)
 
-    def similarity(self, object_id, ctx, mask, strict=False):
+    def similarity(self, object_id, ctx, mask):
         ys, xs = np.nonzero(mask)
         near = abs(xs.mean() - self.home[0]) < 6 and abs(ys.mean() - self.home[1]) < 6
         return 1.0 if near else 0.0
@@ -422,7 +422,7 @@ class FakeMemory:
         h, w = exclude.shape
         if not (self.home[0] < w and self.home[1] < h) or exclude[self.home[1], self.home[0]]:
             return []
-        return [Candidate(np.array([self.home], float), np.array([1]), None, 0.9)]
+        return [Candidate(np.array([self.home], float), np.array([1]), None)]
 
     def remove_object(self, object_id):
         pass
@@ -472,7 +472,7 @@ def test_a_lost_object_does_not_take_a_region_another_object_holds():
     eng.set_prompt(2, points=[[50, 35]], labels=[1])
     eng.step(frame())
     tracker.hidden.add(2)  # object 2 disappears; object 1 keeps the place its memory would point at
-    memory.similarity = lambda oid, ctx, mask, strict=False: 1.0
+    memory.similarity = lambda oid, ctx, mask: 1.0
     for _ in range(3):
         res = eng.step(frame())
         assert res.objects[1].state == ObjectState.TRACKING
@@ -502,7 +502,7 @@ def test_an_object_without_a_mask_survives_a_resolution_change_and_can_be_found_
     res = eng.step(frame((16, 16)))
     assert res.objects[7].state == ObjectState.LOST and res.objects[7].points.shape == (0, 2)
     seg.shape = (H, W)
-    memory.similarity = lambda oid, ctx, mask, strict=False: 1.0
+    memory.similarity = lambda oid, ctx, mask: 1.0
     for _ in range(2):
         res = eng.step(frame())  # and back: it is searched for and found, with its id
     assert res.objects[7].state == ObjectState.TRACKING and res.objects[7].mask[20, 20]

@@ -75,11 +75,6 @@ class EntryStore(Generic[E]):
         return sum(len(v) for v in self._entries.values())
 
 
-def _mask_centre(mask: np.ndarray) -> Tuple[float, float]:
-    ys, xs = np.nonzero(mask)
-    return float(xs.mean()), float(ys.mean())
-
-
 def _peaks(score: np.ndarray, n: int, radius: int, floor: float) -> List[Tuple[int, int, float]]:
     """Up to ``n`` local maxima ``(x, y, value)`` of ``score`` above ``floor``, at least ``radius`` apart."""
     work = score.copy()
@@ -178,12 +173,11 @@ class ColourMemory:
                                                 float(np.count_nonzero(mask))))
         self._counts["observed"] += 1
 
-    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray, strict: bool = False) -> float:
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
         """Share of the mask's pixels more likely object than surroundings, weighed with the histogram overlap.
 
         ``object_share ** a * bhattacharyya ** b`` (``a``, ``b``: ``reid.colour.share_weight``,
-        ``overlap_weight``); the same for a re-detection candidate (``strict``). 1 for an object not
-        remembered yet, 0 for an empty mask.
+        ``overlap_weight``); 1 for an object not remembered yet, 0 for an empty mask.
         """
         if not self.knows(object_id):
             return 1.0
@@ -253,8 +247,7 @@ class ColourMemory:
             ys, xs = np.nonzero(comp)
             nearest = int(np.argmin((xs - x) ** 2 + (ys - y) ** 2))  # the blob nearest the peak
             blob = comp == comp[ys[nearest], xs[nearest]]
-            out.append(self._candidate(blob, (xs[nearest], ys[nearest]), scale, size,
-                                       float(1.0 / (1.0 + np.exp(-value)))))
+            out.append(self._candidate(blob, (xs[nearest], ys[nearest]), scale, size))
         return out
 
     def _grow(self, llr: np.ndarray, current: np.ndarray, side: int, scale: float, size: Tuple[int, int]
@@ -272,10 +265,10 @@ class ColourMemory:
         if np.count_nonzero(blob) <= np.count_nonzero(current):
             return []
         ys, xs = np.nonzero(current)
-        return [self._candidate(blob, (xs.mean(), ys.mean()), scale, size, 1.0)]
+        return [self._candidate(blob, (xs.mean(), ys.mean()), scale, size)]
 
-    def _candidate(self, blob: np.ndarray, near: Tuple[float, float], scale: float, size: Tuple[int, int],
-                   similarity: float) -> Candidate:
+    def _candidate(self, blob: np.ndarray, near: Tuple[float, float], scale: float, size: Tuple[int, int]
+                   ) -> Candidate:
         """A candidate from a working-size blob: a positive point inside it (its centre if that is
         inside, else the blob pixel nearest ``near``) and the blob, at the image size, as prior."""
         H, W = size
@@ -288,7 +281,7 @@ class ColourMemory:
             px, py = bx[i], by[i]
         point = np.array([[(px + 0.5) / scale - 0.5, (py + 0.5) / scale - 0.5]])
         prior = cv2.resize(blob.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
-        return Candidate(points=point, labels=np.array([POSITIVE]), prior=prior, similarity=similarity)
+        return Candidate(points=point, labels=np.array([POSITIVE]), prior=prior)
 
     def remove_object(self, object_id: int) -> None:
         self._store.remove(object_id)
@@ -355,10 +348,12 @@ class EmbeddingMemory:
             ctx.cache[key] = (feats / norm, hv, wv)
         return ctx.cache[key]
 
-    def _cells(self, mask: np.ndarray, hv: int, wv: int, image_size: Tuple[int, int]) -> np.ndarray:
-        """``hv x wv float32``: the share of each grid cell covered by the mask."""
-        H, W = image_size
-        # the grid covers the image scaled to the encoder's square input, top-left aligned
+    @staticmethod
+    def _cells(mask: np.ndarray, hv: int, wv: int) -> np.ndarray:
+        """``hv x wv float32``: the share of each grid cell covered by the ``HxW`` mask.
+
+        ``hv x wv`` is the embedding's valid region (the image's cells, padding cut off), so the
+        whole mask maps onto it."""
         return cv2.resize(mask.astype(np.float32), (wv, hv), interpolation=cv2.INTER_AREA)
 
     def _mean(self, feats, weights: np.ndarray):
@@ -382,7 +377,7 @@ class EmbeddingMemory:
         if grid is None:
             return
         feats, hv, wv = grid
-        cells = self._cells(mask, hv, wv, ctx.image.shape[:2])
+        cells = self._cells(mask, hv, wv)
         if cells.sum() <= 0:
             return
         self._store.add(object_id, _EmbeddingEntry(self._mean(feats, cells), self._mean(feats, 1.0 - cells),
@@ -396,7 +391,7 @@ class EmbeddingMemory:
         own = float(np.mean([self._dot(e.fg, anchor) for e in entries]))
         return own - self.cfg.max_drop
 
-    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray, strict: bool = False) -> float:
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
         """``sigmoid((fg - max(bg + margin, floor)) / temperature)`` with ``fg`` / ``bg`` the mask's
         best cosine to the object's / its backgrounds' remembered features: high only when the
         mask looks like the object in absolute terms (``floor``, see :meth:`_floor`) and more like
@@ -405,7 +400,7 @@ class EmbeddingMemory:
         if grid is None or not self.knows(object_id):
             return 1.0
         feats, hv, wv = grid
-        cells = self._cells(mask, hv, wv, ctx.image.shape[:2])
+        cells = self._cells(mask, hv, wv)
         if cells.sum() <= 0:
             return 0.0
         v = self._mean(feats, cells)
@@ -442,21 +437,20 @@ class EmbeddingMemory:
         score = sim_fg - np.maximum(sim_bg + self.cfg.min_margin, self._floor(entries))
         H, W = ctx.image.shape[:2]
         if exclude is not None and exclude.any():
-            held = self._cells(exclude, hv, wv, (H, W)) > 0.5
+            held = self._cells(exclude, hv, wv) > 0.5
             score = np.where(held, -np.inf, score)
         area = np.median([e.area for e in entries])
         radius = max(1, int(round(0.5 * np.sqrt(area) * wv / W)))
         if around is not None:
-            near = cv2.dilate((self._cells(around, hv, wv, (H, W)) > 0).astype(np.uint8),
+            near = cv2.dilate((self._cells(around, hv, wv) > 0).astype(np.uint8),
                               np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)) > 0
             score = np.where(near, score, -np.inf)
         out: List[Candidate] = []
-        for x, y, value in _peaks(score.astype(np.float32), n, radius, 0.0):
+        for x, y, _ in _peaks(score.astype(np.float32), n, radius, 0.0):
             px, py = (x + 0.5) * W / wv - 0.5, (y + 0.5) * H / hv - 0.5
             low = np.unravel_index(int(np.argmin(np.where(np.isfinite(score), score, np.inf))), score.shape)
             nx, ny = (low[1] + 0.5) * W / wv - 0.5, (low[0] + 0.5) * H / hv - 0.5
-            out.append(Candidate(points=np.array([[px, py], [nx, ny]]), labels=np.array([POSITIVE, 0]), prior=None,
-                                 similarity=float(1.0 / (1.0 + np.exp(-value / self.cfg.temperature)))))
+            out.append(Candidate(points=np.array([[px, py], [nx, ny]]), labels=np.array([POSITIVE, 0]), prior=None))
         self._counts["candidates"] += len(out)
         return out
 

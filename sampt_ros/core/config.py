@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from . import registry
 from .settings import (  # noqa: F401 - the vocabulary of the tree, re-exported for its users

@@ -34,8 +34,8 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -107,8 +107,8 @@ class _Outcome:
 
     @property
     def mask(self) -> np.ndarray:
-        """``logits > 0`` (computed once)."""
-        if self._mask is None or self._mask.shape != self.logits.shape:
+        """``logits > 0`` (computed once; the logits of an outcome are not replaced)."""
+        if self._mask is None:
             self._mask = self.logits > 0
         return self._mask
 
@@ -336,8 +336,10 @@ class SamPtEngine:
         frame = as_rgb_image(frame, "frame", min_side=MIN_SIDE)
         timings = dict.fromkeys(("tracker", "embedding", "decoder", "sampling", "prior", "reid"), 0.0)
         warnings: List[str] = []
+        resolution_change = None
         if self._input_size is not None and frame.shape[:2] != self._input_size:
-            warnings.append(self._change_resolution(frame.shape[:2]))
+            resolution_change = self._change_resolution(frame.shape[:2])
+            warnings.append(resolution_change)
         if self._input_size is None:
             self._input_size = frame.shape[:2]
             self._proc_size = prompting.processing_size(self._input_size, self.config.engine.processing_long_side)
@@ -349,7 +351,8 @@ class SamPtEngine:
         self._frames.append((index, proc))
         self.last_frame_index = index
         warnings += self._apply_pending(index, timings)
-        result = FrameResult(frame_index=index, timings=timings, warnings=warnings)
+        result = FrameResult(frame_index=index, timings=timings, warnings=warnings,
+                             resolution_change=resolution_change)
         if not self._objects:
             # only the newest frame is ever segmented: no object, no embedding (a live camera
             # before the first click costs the tracker's features alone)
@@ -368,7 +371,7 @@ class SamPtEngine:
 
         outcomes, visible = self._segment_tracks(tracks, index, timings)
         self._judge(outcomes, ctx, timings)
-        self._search(outcomes, tracks, index, ctx, timings)
+        self._search(outcomes, tracks, visible, index, ctx, timings)
         self._reinit(outcomes, tracks, visible, index, proc, timings)
         masks = self._compose(outcomes)
         self._remember(outcomes, masks, tracks, ctx, timings)
@@ -438,18 +441,18 @@ class SamPtEngine:
                            or out.score >= self.config.reid.min_score)
         timings["reid"] += time.perf_counter() - t
 
-    def _score(self, oid: int, mask: np.ndarray, seg_score: float, ctx: FrameContext, strict: bool = False) -> float:
-        """Segmenter confidence x agreement with the memory (appearance, size); ``strict`` for candidates."""
+    def _score(self, oid: int, mask: np.ndarray, seg_score: float, ctx: FrameContext) -> float:
+        """Segmenter confidence x agreement with the memory (appearance, size)."""
         if self.memory is None:
             return float(np.clip(seg_score, 0.0, 1.0))
         r = self.config.reid
         obj = self._objects[oid]
         size = area_agreement(float(np.count_nonzero(mask)), obj.area, r.min_area_ratio, r.max_area_ratio)
-        appearance = self.memory.similarity(oid, ctx, mask, strict) if self.memory.knows(oid) else 1.0
+        appearance = self.memory.similarity(oid, ctx, mask) if self.memory.knows(oid) else 1.0
         return float(np.clip(seg_score, 0.0, 1.0) * appearance * size)
 
-    def _search(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints], index: int,
-                ctx: FrameContext, timings: Dict[str, float]) -> None:
+    def _search(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints],
+                visible: Dict[int, np.ndarray], index: int, ctx: FrameContext, timings: Dict[str, float]) -> None:
         """Ask the memory where objects are: re-detection of untrusted ones, regrowth of shrunk ones.
 
         Untrusted objects (OCCLUDED, LOST) are searched in the whole frame; a trusted object whose
@@ -478,13 +481,17 @@ class SamPtEngine:
             return
         self._search_cursor += len([oid for oid in chosen if oid in lost])
         held = {oid: out.mask for oid, out in outcomes.items() if out.trusted}
-        negatives = self._trusted_positives(outcomes, tracks)
-        batch: List[SegmentRequest] = []
+        # what every other object holds with a trusted mask: not searched, and never taken
+        others_held: Dict[int, np.ndarray] = {}
         for oid in chosen:
-            exclude = np.zeros(self._proc_size, bool)
+            others_held[oid] = np.zeros(self._proc_size, bool)
             for other, m in held.items():
                 if other != oid:
-                    exclude |= m
+                    others_held[oid] |= m
+        negatives = self._trusted_positives(outcomes, tracks, visible)
+        batch: List[SegmentRequest] = []
+        for oid in chosen:
+            exclude = others_held[oid]
             grow = oid in held
             cands = self.memory.candidates(oid, ctx, exclude, 1 if grow else r.candidates,
                                            around=held[oid] if grow else None)
@@ -509,16 +516,13 @@ class SamPtEngine:
             if not mask.any():
                 continue
             # a region held by another object with a trusted mask is not taken from it
-            taken = np.zeros_like(mask)
-            for other, m in held.items():
-                if other != oid:
-                    taken |= m & mask
+            taken = others_held[oid] & mask
             if taken.any():
                 if np.count_nonzero(taken) > 0.5 * np.count_nonzero(mask):
                     continue
                 logits = np.where(taken, np.float32(-np.inf), logits)
                 mask = mask & ~taken
-            score = self._score(oid, mask, float(seg.score), ctx, strict=oid not in held)
+            score = self._score(oid, mask, float(seg.score), ctx)
             obj = self._objects[oid]
             if oid not in held and obj.centre is not None and r.search_radius > 0:
                 # an object reappears near where it was last seen, the more so the shorter it was
@@ -544,17 +548,16 @@ class SamPtEngine:
             outcomes[oid] = _Outcome(logits, seg_score=seg_score, score=score, trusted=True, reacquired=True)
         timings["reid"] += time.perf_counter() - t
 
-    def _trusted_positives(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints]):
+    def _trusted_positives(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints],
+                           visible: Dict[int, np.ndarray]):
         """Visible positive points of objects with a trusted mask (negatives for candidates)."""
         if not self.config.prompting.others_as_negatives:
             return {}
         out = {}
         for oid, o in outcomes.items():
             if o.trusted and oid in tracks:
-                obj = self._objects[oid]
-                vis = prompting.visible_points(tracks[oid], self._proc_size, self.config.prompting.visibility_threshold,
-                                               self.config.prompting.border_margin)
-                out[oid] = np.asarray(tracks[oid].points)[vis & (obj.labels == POSITIVE)]
+                positive = self._objects[oid].labels == POSITIVE
+                out[oid] = np.asarray(tracks[oid].points)[visible[oid] & positive]
         return out
 
     def _compose(self, outcomes: Dict[int, _Outcome]) -> Dict[int, np.ndarray]:
@@ -568,17 +571,18 @@ class SamPtEngine:
         return {oid: labels == oid for oid in outcomes}
 
     def _reinit(self, outcomes: Dict[int, _Outcome], tracks: Dict[int, TrackedPoints],
-                visible: Dict[int, np.ndarray], index: int, frame: np.ndarray, timings: Dict[str, float]) -> bool:
+                visible: Dict[int, np.ndarray], index: int, frame: np.ndarray, timings: Dict[str, float]) -> None:
         """Variant A: every h frames re-sample the queries from the object's newest mask.
 
         The mask is the object's own (``logits > 0``, before overlaps are resolved, as SAM-PT
         samples it). Without a mask the old points are kept: without a memory the object is
         then LOST (SAM-PT's re-init fails there); with one it simply stays untrusted and is
-        searched for. Returns whether masks were segmented again (``engine.reinit_resegment``).
+        searched for. With ``engine.reinit_resegment`` the restarted objects are segmented again
+        from their new points (``outcomes``, ``tracks`` and ``visible`` updated in place).
         """
         h = self.config.engine.reinit_horizon
         if h <= 0:
-            return False
+            return
         due = [oid for oid, obj in sorted(self._objects.items())
                if index - obj.query_frame >= h - 1 and not outcomes[oid].reacquired]
         restarted: List[int] = []
@@ -592,7 +596,7 @@ class SamPtEngine:
             if self._restart_track(obj, out.mask, index, frame, timings):
                 restarted.append(oid)
         if not restarted or not self.config.engine.reinit_resegment:
-            return False
+            return
         # SAM-PT segments the re-initialisation frame again with the new points
         for oid in restarted:
             pts = self._objects[oid].mask_points
@@ -619,7 +623,6 @@ class SamPtEngine:
                     outcomes[req.object_id] = _Outcome(logits, seg_score=float(seg.score), score=score, trusted=True)
                 else:
                     outcomes[req.object_id] = _Outcome(None)
-        return True
 
     def _restart_track(self, obj: _Object, mask: np.ndarray, index: int, frame: np.ndarray,
                        timings: Dict[str, float]) -> bool:
@@ -663,11 +666,11 @@ class SamPtEngine:
                 if self.memory is not None:  # where it was last seen, for the search's position prior
                     m = cv2.moments(mask.view(np.uint8), binaryImage=True)
                     obj.centre = (m["m10"] / m["m00"], m["m01"] / m["m00"])
-                area = float(np.count_nonzero(mask))
                 # size and appearance are learnt from confident masks only (a mediocre mask's size
                 # would drift the remembered one); the appearance at most every learn_every frames
                 confident = out.score >= r.update_score and obj.streak >= r.confirm_frames
                 if self.memory is None or out.seg_score >= 1.0 or confident or not self.memory.knows(oid):
+                    area = float(np.count_nonzero(mask))
                     obj.area = area if obj.area <= 0 or out.seg_score >= 1.0 else 0.9 * obj.area + 0.1 * area
                     due = out.seg_score >= 1.0 or index - obj.learnt >= r.learn_every
                     if self.memory is not None and (due or not self.memory.knows(oid)):

@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .checkpoints import read_state_dict
 
 __all__ = ["PipsNet", "load_pips_checkpoint", "PIPS_NUM_PARAMS", "PIPS_WINDOW"]
 
@@ -572,39 +573,6 @@ def _expected_shapes() -> Dict[str, Tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-def _read_checkpoint(path: str):
-    """``torch.load(weights_only=True)`` of ``path``; any failure becomes one plain ``ValueError``
-    line: what is wrong with the file, never torch's advice to load it with ``weights_only=False``
-    and never terminal escape codes. Uses :func:`sampt_ros.core.checkpoints.read_state_dict`, the
-    loader all models share, where it exists."""
-    try:
-        from sampt_ros.core.checkpoints import read_state_dict
-    except ImportError:
-        read_state_dict = None
-    if read_state_dict is not None:
-        return read_state_dict(path, "PIPS", "tracker.pips.checkpoint", unwrap=("model_state_dict",))
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save: a zip archive or a legacy pickle
-        raise ValueError(f"{path}: not a PIPS checkpoint: the file is corrupt or not a torch file "
-                         "(set tracker.pips.checkpoint to the official file)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - malformed files raise anything from the unpickler
-        text = _ANSI.sub("", str(exc))
-        if "weights only load failed" in text.lower() or "unsupported global" in text.lower():
-            found = re.search(r"GLOBAL ([\w.]+)", text)
-            reason = ("it holds pickled Python objects besides tensors" + (f" ({found.group(1)})" if found else "")
-                      + "; such files are refused because loading them could run code")
-        else:
-            first = " ".join(text.strip().splitlines()[0].split()) if text.strip() else ""
-            reason = f"the file is corrupt or truncated ({type(exc).__name__}: {first[:160]})"
-        raise ValueError(f"{path}: cannot be read as a PIPS checkpoint: {reason}") from None
-
-
 def load_pips_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
     """Read the official PIPS checkpoint (``model-000200000.pth``) as a state dict.
 
@@ -621,16 +589,9 @@ def load_pips_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, torch.Tenso
         raise FileNotFoundError(f"no PIPS checkpoint given: {_CHECKPOINT_HELP}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"PIPS checkpoint not found: {path!r}; {_CHECKPOINT_HELP}")
-    obj = _read_checkpoint(path)
-    if isinstance(obj, Mapping) and "model_state_dict" in obj:
-        state = obj["model_state_dict"]
-    else:
-        state = obj
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
-            f"{path}: not a PIPS checkpoint (expected a dict with 'model_state_dict' or a state dict "
-            f"of tensors, got {type(obj).__name__})"
-        )
+    # the loader every model shares: no pickled code runs, and a bad file is one plain line
+    # (CheckpointError is a ValueError)
+    state = read_state_dict(path, "PIPS", "tracker.pips.checkpoint", unwrap=("model_state_dict",))
     state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
     expected = _expected_shapes()
     if not any(k.startswith("fnet.") for k in state) or not any(k.startswith("delta_block.") for k in state):

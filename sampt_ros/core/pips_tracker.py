@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from .backends.pips import PipsConfig
+from .devices import resolve_device
 from .pips import PIPS_WINDOW, PipsNet
 from .types import TrackedPoints, as_points, as_rgb_image
 
@@ -65,16 +66,6 @@ _log = logging.getLogger(__name__)
 
 _MIN_SIDE = 64  #: smallest padded side: keeps >= 2 cells on the coarsest correlation level at stride 4
 _DEPTH = PIPS_WINDOW + 1  #: ring buffer depth: 8 frames + 1 spare, so that depth - 1 is a power of two
-
-
-def resolve_device(name: str) -> torch.device:
-    """``'auto'`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"tracker.pips.device is {name!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return device
 
 
 def next_window_offsets(visibility: np.ndarray, threshold: float, step: float) -> np.ndarray:
@@ -157,7 +148,7 @@ class OnlinePipsTracker:
         self.buffer_size = window
         self.window = window
         self.max_side = max_side
-        self._device = resolve_device(cfg.device)
+        self._device = resolve_device(cfg.device, "tracker.pips.device")
         self._autocast = bool(cfg.half) and self._device.type == "cuda"
         if cfg.half and not self._autocast:
             _log.warning("tracker.pips.half needs CUDA; running PIPS in full precision on %s", self._device)

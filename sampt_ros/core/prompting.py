@@ -14,7 +14,7 @@ Everything here is numpy/OpenCV/Pillow: no torch, no ROS.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import cv2
 import numpy as np

@@ -220,13 +220,11 @@ class Candidate:
     Attributes:
         points: ``Nx2 float`` (x, y) pixels; labels: ``N int`` (at least one positive).
         prior: ``HxW bool`` or None: the candidate region (for segmenters that use a prior).
-        similarity: the memory's similarity at the candidate, in 0..1 (for ordering).
     """
 
     points: np.ndarray
     labels: np.ndarray
     prior: Optional[np.ndarray]
-    similarity: float
 
 
 class AppearanceMemory(Protocol):
@@ -235,12 +233,8 @@ class AppearanceMemory(Protocol):
     def observe(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> None:
         """Learn object ``object_id`` from a trusted ``HxW bool`` mask in this frame."""
 
-    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray, strict: bool = False) -> float:
-        """How well a mask in this frame matches what the object looks like, 0..1 (1 without memory).
-
-        ``strict``: the mask is a re-detection candidate, not the object's own track: the memory
-        may apply every cue it has (a track's mask changes gradually; a candidate may be anything).
-        """
+    def similarity(self, object_id: int, ctx: FrameContext, mask: np.ndarray) -> float:
+        """How well a mask in this frame matches what the object looks like, 0..1 (1 without memory)."""
 
     def candidates(self, object_id: int, ctx: FrameContext, exclude: np.ndarray, n: int,
                    around: Optional[np.ndarray] = None) -> List[Candidate]:
@@ -303,12 +297,15 @@ class FrameResult:
             ``decoder``, ``sampling``, ``prior``, ``reid``, ``total``).
         warnings: what the caller should know about this step (prompts dropped, a
             resolution change), one line each.
+        resolution_change: the warning that reports a new frame size (objects carried over),
+            or None; every other warning is a prompt the engine dropped.
     """
 
     frame_index: int
     objects: Dict[int, ObjectResult] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    resolution_change: Optional[str] = None
 
     def label_image(self, shape: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """``HxW uint16`` label map: 0 background, k where object k's mask is set.

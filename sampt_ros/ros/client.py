@@ -165,6 +165,7 @@ class NodeClient:
         self.node.create_subscription(MarkerArray, f"{ns}/markers", self._on_markers, out_qos)
         self.reset_client = self.node.create_client(Trigger, f"{ns}/reset")
         self.remove_client = self.node.create_client(RemoveObject, f"{ns}/remove_object")
+        self._service_clients: Dict[tuple, object] = {}
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -352,47 +353,61 @@ class NodeClient:
         self.click_pub.publish(msg)
 
     # ------------------------------------------------------------------ services
-    def _call(self, client, request, timeout: float):
+    def _call(self, client, request, timeout: float, resend_after: Optional[float] = None):
+        """``request``'s answer within ``timeout`` s.
+
+        ``resend_after``: for a query that may be asked twice (a lifecycle state), send it again
+        when no answer came in that many seconds: DDS can lose a request or its answer while a
+        service and a client are still discovering each other.
+        """
+        deadline = time.monotonic() + timeout
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {client.srv_name} not available")
-        future = client.call_async(request)
-        self._wait(future, timeout, f"service {client.srv_name}")
-        return future.result()
+        while True:
+            left = deadline - time.monotonic()
+            wait = left if resend_after is None else min(left, resend_after)
+            future = client.call_async(request)
+            try:
+                self._wait(future, max(wait, 0.0), f"service {client.srv_name}")
+                return future.result()
+            except TimeoutError:
+                client.remove_pending_request(future)
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"service {client.srv_name} did not answer in {timeout} s") from None
+
+    def _service_client(self, srv_type, name: str):
+        """One client per service for the client's lifetime (a client made per call is a new
+        DDS endpoint each time, and the first request of a new endpoint is the one that gets lost)."""
+        key = (srv_type, name)
+        if key not in self._service_clients:
+            self._service_clients[key] = self.node.create_client(srv_type, name)
+        return self._service_clients[key]
 
     def set_parameters(self, values: Mapping[str, object], node_name: str = "sampt_node", timeout: float = 10.0):
         """Set parameters of the node; returns its ``SetParametersResult`` list."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
 
-        client = self.node.create_client(SetParameters, f"{self.namespace}/{node_name}/set_parameters")
-        try:
-            req = SetParameters.Request()
-            req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-            return list(self._call(client, req, timeout).results)
-        finally:
-            self.node.destroy_client(client)
+        client = self._service_client(SetParameters, f"{self.namespace}/{node_name}/set_parameters")
+        req = SetParameters.Request()
+        req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        return list(self._call(client, req, timeout).results)
 
     def lifecycle_state(self, node_name: str = "sampt_node", timeout: float = 10.0) -> str:
         """The node's lifecycle state label (``unconfigured``, ``inactive``, ``active``, ...)."""
         from lifecycle_msgs.srv import GetState
 
-        client = self.node.create_client(GetState, f"{self.namespace}/{node_name}/get_state")
-        try:
-            return self._call(client, GetState.Request(), timeout).current_state.label
-        finally:
-            self.node.destroy_client(client)
+        client = self._service_client(GetState, f"{self.namespace}/{node_name}/get_state")
+        return self._call(client, GetState.Request(), timeout, resend_after=5.0).current_state.label
 
     def change_state(self, transition_id: int, node_name: str = "sampt_node", timeout: float = 60.0) -> bool:
         """Request a lifecycle transition (``lifecycle_msgs/Transition`` id); returns success."""
         from lifecycle_msgs.srv import ChangeState
 
-        client = self.node.create_client(ChangeState, f"{self.namespace}/{node_name}/change_state")
-        try:
-            req = ChangeState.Request()
-            req.transition.id = int(transition_id)
-            return bool(self._call(client, req, timeout).success)
-        finally:
-            self.node.destroy_client(client)
+        client = self._service_client(ChangeState, f"{self.namespace}/{node_name}/change_state")
+        req = ChangeState.Request()
+        req.transition.id = int(transition_id)
+        return bool(self._call(client, req, timeout).success)
 
     @staticmethod
     def _wait(future, timeout: float, what: str) -> None:

@@ -44,8 +44,8 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-#: the engine's smallest frame side (``SamPtEngine`` refuses smaller frames)
-MIN_FRAME_SIDE = 8
+from ..core.engine import MIN_SIDE
+from ..core.types import as_rgb_image
 
 ACTION_SET = 0  #: PointPrompt.ACTION_SET
 ACTION_REMOVE = 1  #: PointPrompt.ACTION_REMOVE
@@ -357,13 +357,10 @@ class EngineWorker:
 
     def _process_frame(self, frame: Frame) -> None:
         t0 = time.perf_counter()
-        rgb = frame.rgb
-        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
-                and min(rgb.shape[:2]) >= MIN_FRAME_SIDE):
-            # refused before anything changes: no prompt applied, no reset, objects kept
-            shape = getattr(rgb, "shape", None)
-            self._fail(frame, f"not an HxWx3 uint8 frame of at least {MIN_FRAME_SIDE} px each way "
-                              f"({getattr(rgb, 'dtype', type(rgb).__name__)} {shape})")
+        try:  # refused before anything changes: no prompt applied, no reset, objects kept
+            rgb = as_rgb_image(frame.rgb, "frame", min_side=MIN_SIDE)
+        except ValueError as exc:
+            self._fail(frame, str(exc))
             return
         h, w = rgb.shape[:2]
         resized = bool(self._history) and self._history[-1][2] != (h, w)
@@ -394,10 +391,11 @@ class EngineWorker:
             with self._cond:
                 self._resizes += 1
         self._history.append((frame.stamp_ns, int(result.frame_index), (h, w)))
+        resolution_change = getattr(result, "resolution_change", None)
         for warning in getattr(result, "warnings", ()) or ():
             text = str(warning)
-            if resized and any(k in text for k in ("size", "resolution", "rescal")):
-                self._on_warning(text)  # the engine's note on the new size
+            if resolution_change is not None and text == resolution_change:
+                self._on_warning(text)  # the engine's note on the new size: not a dropped prompt
             else:
                 self._warn(f"prompt dropped: {warning}", reason="dropped_by_engine")
         try:

@@ -53,10 +53,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple

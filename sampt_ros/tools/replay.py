@@ -771,7 +771,7 @@ def compare_davis(root: os.PathLike | str, out_dir: os.PathLike | str, sequences
                                         stdout=stream)
 
     # 2. bags + lockstep replay through one node
-    print(f"[2/2] bags replayed in lockstep through the node", file=stream)
+    print("[2/2] bags replayed in lockstep through the node", file=stream)
     domain_id = private_domain_id()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # same as the node's
     rows = []

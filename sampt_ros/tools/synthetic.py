@@ -642,8 +642,8 @@ class _SceneBase:
         """One line per object: its phase runs, e.g. ``object 1: full 0-24 | partial 25-44 | hidden 45-64``."""
         lines = []
         covered = self.coveredruns()
-        for oid, runs in self.phases().items():
-            text = " | ".join(f"{p} {a}-{b}" for p, a, b in runs)
+        for oid, phase_runs in self.phases().items():
+            text = " | ".join(f"{p} {a}-{b}" for p, a, b in phase_runs)
             cov = [f"by {'+'.join(str(c) for c in what)} {a}-{b}" for what, a, b in covered[oid]]
             lines.append(f"object {oid}: {text}" + (f" (covered {', '.join(cov)})" if cov else ""))
         return "\n".join(lines)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Tuple
 
 from ..checkpoints import CheckpointError
+from ..devices import resolve_device
 from ..settings import Section, check, check_device, expand_path, setting
 
 #: precision choices: fp32 (reference numerics), auto (bf16 where the GPU has it, else fp16; fp32 on the CPU),
@@ -44,21 +45,7 @@ class SamFamilyConfig(Section):
               f"{self.path}.precision fp16 needs a CUDA device (device is cpu); use bf16 or fp32")
 
 
-# ------------------------------------------------------------------------------------------ devices
-def resolve_device(device: str, setting_name: str = "segmenter.sam.device"):
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda[:N]`` must be available."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{setting_name} is {device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"{setting_name} {device!r} is not a torch device: {exc}") from None
-
-
+# ------------------------------------------------------------------------------------------ precision
 def autocast_dtype(precision: str, device, setting_name: str = "segmenter.sam.precision"):
     """The autocast dtype for ``precision`` on ``device`` (a torch.device), or None for float32.
 
