@@ -30,7 +30,7 @@ from typing import Any, Dict, Generic, List, Optional, Tuple, TypeVar
 import cv2
 import numpy as np
 
-from .types import POSITIVE, Candidate, FrameContext
+from .types import POSITIVE, Candidate, FrameContext, mask_centroid
 
 E = TypeVar("E")
 
@@ -264,8 +264,7 @@ class ColourMemory:
         blob = np.isin(comp, touching[touching > 0])
         if np.count_nonzero(blob) <= np.count_nonzero(current):
             return []
-        ys, xs = np.nonzero(current)
-        return [self._candidate(blob, (xs.mean(), ys.mean()), scale, size)]
+        return [self._candidate(blob, mask_centroid(current), scale, size)]
 
     def _candidate(self, blob: np.ndarray, near: Tuple[float, float], scale: float, size: Tuple[int, int]
                    ) -> Candidate:

@@ -56,6 +56,7 @@ from .types import (
     as_labels,
     as_points,
     as_rgb_image,
+    mask_centroid,
 )
 
 _log = logging.getLogger(__name__)
@@ -527,9 +528,9 @@ class SamPtEngine:
             if oid not in held and obj.centre is not None and r.search_radius > 0:
                 # an object reappears near where it was last seen, the more so the shorter it was
                 # hidden: a look-alike far away (a replay on a screen, a second car) is discounted
-                ys, xs = np.nonzero(mask)
+                cx, cy = mask_centroid(mask)
                 reach = r.search_radius * np.sqrt(obj.area) * (1.0 + 0.2 * obj.missing)
-                dist = np.hypot(xs.mean() - obj.centre[0], ys.mean() - obj.centre[1])
+                dist = np.hypot(cx - obj.centre[0], cy - obj.centre[1])
                 score *= float(np.exp(-0.5 * (dist / reach) ** 2))
             if oid in held:
                 # regrowth: the larger mask must keep most of the current one, stay within the
@@ -664,8 +665,7 @@ class SamPtEngine:
                 obj.streak = 0 if out.reacquired else obj.streak + 1
                 obj.reinit_failed = False
                 if self.memory is not None:  # where it was last seen, for the search's position prior
-                    m = cv2.moments(mask.view(np.uint8), binaryImage=True)
-                    obj.centre = (m["m10"] / m["m00"], m["m01"] / m["m00"])
+                    obj.centre = mask_centroid(mask)
                 # size and appearance are learnt from confident masks only (a mediocre mask's size
                 # would drift the remembered one); the appearance at most every learn_every frames
                 confident = out.score >= r.update_score and obj.streak >= r.confirm_frames

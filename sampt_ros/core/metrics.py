@@ -344,6 +344,7 @@ def _binary_pair(pred: np.ndarray, gt: np.ndarray) -> Tuple[np.ndarray, np.ndarr
 #: with no pixel of it is always absent. 5 % keeps a sliver at the edge of a wall from counting
 #: as a return.
 ABSENT_FRACTION = 0.05
+
 #: The IoU a predicted mask needs with a ground-truth mask to count as re-acquired, or to count
 #: as matching another object's ground truth (id swap).
 MATCH_IOU = 0.5
@@ -352,6 +353,16 @@ MATCH_IOU = 0.5
 NO_STATE = "NONE"
 #: States in which the object claims no mask in the frame.
 _NOT_CLAIMING = ("OCCLUDED", "LOST")
+
+
+def absent_frames(areas, fraction: float = ABSENT_FRACTION) -> np.ndarray:
+    """``N bool``: the frames in which an object with these ground-truth ``areas`` (``N``, pixels
+    per frame) counts as absent: area 0, or below ``fraction`` x its typical area (the median of
+    its non-zero areas)."""
+    areas = np.asarray(areas, np.float64)
+    nonzero = areas[areas > 0]
+    typical = float(np.median(nonzero)) if nonzero.size else 0.0
+    return (areas == 0) | (areas < fraction * typical)
 
 
 def state_name(state) -> str:
@@ -511,9 +522,7 @@ class ReacquisitionScorer:
         for oid in ids:
             gt, pr, _ = areas[oid]
             states = [s.get(oid, NO_STATE) for s in self._states]
-            nonzero = gt[gt > 0]
-            typical = float(np.median(nonzero)) if nonzero.size else 0.0
-            absent = (gt == 0) | (gt < self.absent_fraction * typical)
+            absent = absent_frames(gt, self.absent_fraction)
             claims = np.array([s not in _NOT_CLAIMING for s in states], bool)
             tracking = np.array([s in ("TRACKING", NO_STATE) for s in states], bool)
             fp = (gt == 0) & (pr > 0) & claims

@@ -19,7 +19,7 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
-from .types import NEGATIVE, POSITIVE, SegmentRequest, TrackedPoints
+from .types import NEGATIVE, POSITIVE, SegmentRequest, TrackedPoints, mask_centroid
 
 #: logit given to a mask prompt on its own frame (SAM-PT's evaluation overwrites the query frame so)
 PROMPT_LOGIT = 1e8
@@ -208,7 +208,6 @@ def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
         return mask
     out = cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
     if mask.any() and not out.any():
-        ys, xs = np.nonzero(mask)
-        p = scale_points(np.array([[xs.mean(), ys.mean()]]), mask.shape, size)[0]
+        p = scale_points(np.array([mask_centroid(mask)]), mask.shape, size)[0]
         out[int(np.clip(round(p[1]), 0, size[0] - 1)), int(np.clip(round(p[0]), 0, size[1] - 1))] = True
     return out

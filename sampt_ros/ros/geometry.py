@@ -17,6 +17,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from sampt_ros.core.types import mask_centroid  # the one centroid helper (also imported from here)
+
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -94,14 +96,6 @@ def back_project(points: np.ndarray, z: np.ndarray, intrinsics: Intrinsics, imag
     x = (pts[:, 0] - k.cx) * z / k.fx
     y = (pts[:, 1] - k.cy) * z / k.fy
     return np.stack([x, y, z], axis=1)
-
-
-def mask_centroid(mask: np.ndarray) -> Tuple[float, float]:
-    """(x, y) pixel centroid of an ``HxW bool`` mask; (NaN, NaN) when it is empty."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return (float("nan"), float("nan"))
-    return (float(xs.mean()), float(ys.mean()))
 
 
 def mask_depth(mask: np.ndarray, depth: np.ndarray, max_samples: int = 4000) -> float:

@@ -43,6 +43,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from sampt_ros.ros import codec
+from sampt_ros.tools.cli import parse_size
 
 IMAGE_TOPIC = "/camera/image_raw"
 PROMPT_TOPIC = "/sampt/prompt"
@@ -813,18 +814,6 @@ def format_info(facts: Dict[str, object], topics: List[TopicSummary]) -> str:
 
 
 # ---------------------------------------------------------------------------- CLI
-def _parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
-    if not text:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--resize must look like 640x480, got {text!r}") from None
-    if w < 8 or h < 8:
-        raise ValueError(f"--resize is too small: {text}")
-    return w, h
-
-
 def _common(p: argparse.ArgumentParser, rate_default: Optional[float] = 30.0) -> None:
     p.add_argument("--rate", type=float, default=rate_default,
                    help="frames per second of the stamps" + (f" (default {rate_default:g})" if rate_default else ""))
@@ -923,7 +912,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   overwrite=args.overwrite, topics=topics, overrides=args.set,
                                   prompt=args.prompt)
         elif args.command == "from-video":
-            size = _parse_size(args.resize)
+            size = parse_size(args.resize, "--resize") if args.resize else None
             frames, fps = video_frames(args.file, args.max_frames, args.start_frame, size)
             rate = args.rate or fps
             if not rate:
@@ -934,7 +923,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:  # from-images
             import cv2
 
-            size = _parse_size(args.resize)
+            size = parse_size(args.resize, "--resize") if args.resize else None
             files = image_folder_frames(args.dir)
 
             def frames():

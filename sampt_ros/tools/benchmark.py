@@ -41,6 +41,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import cli
 from .eval import (
     EvalError,
     _build,
@@ -66,14 +67,12 @@ PER_FRAME_COUNTERS = {
 
 # ---------------------------------------------------------------------------- input
 def parse_size(text: str) -> Tuple[int, int]:
-    """``"854x480"`` -> ``(854, 480)`` (width, height)."""
+    """``"854x480"`` -> ``(854, 480)`` (width, height); :class:`EvalError` when malformed or
+    outside 32..8192 px a side."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise EvalError(f"--size must look like 854x480, got {text!r}") from None
-    if not (32 <= w <= 8192 and 32 <= h <= 8192):
-        raise EvalError(f"--size must be within 32x32..8192x8192, got {text}")
-    return w, h
+        return cli.parse_size(text, "--size", min_side=32)
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, scale: float, tint: np.ndarray) -> np.ndarray:

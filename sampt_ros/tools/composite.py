@@ -63,8 +63,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .cli import size_argument
 from .eval import EvalError, list_sequences, load_sequence, read_label_map, read_rgb
-from ..core.metrics import runs as value_runs
+from ..core.metrics import ABSENT_FRACTION, absent_frames, runs as value_runs
 from .synthetic import (
     NOMINAL_SIZE,
     ObjectFrameStats,
@@ -73,7 +74,6 @@ from .synthetic import (
     _check_keyframes,
     _interp,
     _SceneBase,
-    parse_size,
     write_davis,
 )
 
@@ -462,12 +462,10 @@ class Layer:
     rgb: Optional[np.ndarray] = None
 
 
-def _absent(stats: Sequence[ObjectFrameStats], fraction: float = 0.05) -> List[Tuple[int, int]]:
+def _absent(stats: Sequence[ObjectFrameStats], fraction: float = ABSENT_FRACTION) -> List[Tuple[int, int]]:
     """The runs ``(first, last)`` of frames in which an object counts as absent for the scorer."""
-    vis = np.array([s.visible for s in stats])
-    typical = float(np.median(vis[vis > 0])) if (vis > 0).any() else 0.0
-    absent = (vis == 0) | (vis < fraction * typical)
-    return [(a, b) for v, a, b in value_runs([bool(x) for x in absent]) if v]
+    absent = absent_frames([s.visible for s in stats], fraction)
+    return [(a, b) for v, a, b in value_runs(absent.tolist()) if v]
 
 
 class CompositeScene(_SceneBase):
@@ -636,7 +634,7 @@ class CompositeScene(_SceneBase):
             self._stats = stats
         return self._stats
 
-    def absentruns(self, fraction: float = 0.05) -> Dict[int, List[Tuple[int, int]]]:
+    def absent_runs(self, fraction: float = ABSENT_FRACTION) -> Dict[int, List[Tuple[int, int]]]:
         """Per object, the runs of frames in which it counts as absent for the re-acquisition
         scorer (visible area 0 or below ``fraction`` of its median non-zero visible area)."""
         return {oid: _absent(st, fraction) for oid, st in self.object_stats().items()}
@@ -645,7 +643,7 @@ class CompositeScene(_SceneBase):
         """Per object: its phase runs, the frames it is ``hidden`` (in view, nothing visible),
         ``out`` (outside the view) and ``absent`` (for the scorer), as runs ``[first, last]``."""
         phases = self.phases()
-        absent = self.absentruns()
+        absent = self.absent_runs()
         out = {}
         for oid in self.object_ids:
             out[oid] = {
@@ -880,7 +878,7 @@ class _Planner:
         hid = scene.events()[1]["hidden"]
         desc = (f"object 1 ({self.srcs[0].key}) moves {'left to right' if direction > 0 else 'right to left'} "
                 f"and passes completely behind a {'static' if not drift else 'slowly moving'} wall "
-                f"(texture from {wall.sequence}); hidden {_fmtruns(hid)}")
+                f"(texture from {wall.sequence}); hidden {_fmt_runs(hid)}")
         return scene.scenario, desc
 
     def exit(self) -> Tuple[CompositeScenario, str]:
@@ -920,7 +918,7 @@ class _Planner:
         scene = self._search(build, score, np.arange(0, n))
         out = scene.events()[1]["out"]
         desc = (f"object 1 ({self.srcs[0].key}) drives out of the {'right' if edge > 0 else 'left'} edge, "
-                f"stays out {_fmtruns(out)} and comes back in through the same edge")
+                f"stays out {_fmt_runs(out)} and comes back in through the same edge")
         return scene.scenario, desc
 
     def gone(self) -> Tuple[CompositeScenario, str]:
@@ -1018,7 +1016,7 @@ class _Planner:
             raise EvalError(f"{self.name}: {self.srcs[0].key} never gets fully covered by {self.srcs[1].key}")
         hid = scene.events()[1]["hidden"]
         desc = (f"object 2 ({self.srcs[1].key}, in front) and object 1 ({self.srcs[0].key}, behind) cross; "
-                f"object 1 fully covered {_fmtruns(hid)}")
+                f"object 1 fully covered {_fmt_runs(hid)}")
         return scene.scenario, desc
 
     @staticmethod
@@ -1035,7 +1033,7 @@ class _Planner:
         return best[1]
 
 
-def _fmtruns(runs) -> str:
+def _fmt_runs(runs) -> str:
     if not runs:
         return "never"
     return ", ".join(f"frames {a}-{b} ({b - a + 1})" for a, b in runs)
@@ -1106,7 +1104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f"comma-separated kinds (default all: {','.join(KINDS)})")
     parser.add_argument("--variants", type=int, default=1,
                         help="sequences per kind, each from other sources where there are enough (default 1)")
-    parser.add_argument("--size", type=parse_size, default=NOMINAL_SIZE, help="WxH (default 854x480)")
+    parser.add_argument("--size", type=size_argument, default=NOMINAL_SIZE, help="WxH (default 854x480)")
     parser.add_argument("--frames", type=int, default=None, help="length (default: drawn in 100..150 per sequence)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sequences", type=_parse_list, default=None,
@@ -1148,7 +1146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for line in scene.describe().splitlines():
                     print(f"  {line}")
                 for oid, ev in entry["events"].items():
-                    print(f"  object {oid} absent for the scorer: {_fmtruns(ev['absent'])}")
+                    print(f"  object {oid} absent for the scorer: {_fmt_runs(ev['absent'])}")
             # free the cut-outs of this kind
             bank._sprites.clear()
         out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ from typing import List, Optional
 
 from sampt_ros.tools import bags
 from sampt_ros.tools.replay import ReplayError, print_summary, run_replay
-from sampt_ros.tools.synthetic import parse_size, SCENARIOS, make_scene, write_davis
+from sampt_ros.tools.cli import size_argument
+from sampt_ros.tools.synthetic import SCENARIOS, make_scene, write_davis
 
 DEFAULT_OUT = Path("outputs") / "demo"
 
@@ -70,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--frames", type=int, default=None, help="frames of the synthetic sequence (default: the "
                    "scenario's, 150 for demo)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=parse_size, default=(854, 480), help="WxH (default 854x480)")
+    p.add_argument("--size", type=size_argument, default=(854, 480), help="WxH (default 854x480)")
     p.add_argument("--config", action="append", default=None, metavar="FILE",
                    help="config file or profile over config/sampt.yaml (default: cpu; repeatable)")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="override a config key")

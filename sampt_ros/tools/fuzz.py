@@ -44,7 +44,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import struct
 import subprocess
@@ -54,6 +53,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from .cli import rss_kib
 
 REPO = Path(__file__).resolve().parents[2]
 SEC = 1_000_000_000
@@ -80,16 +81,6 @@ def start_node(namespace: str, params: Dict[str, object], domain_id: int, log_pa
     log = open(log_path, "w")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(cmd, env=env, cwd=str(repo), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def rss_kib(pid: int) -> Tuple[int, int]:
-    """``(VmRSS, VmHWM)`` of a process in KiB (0, 0 when it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0, 0
-    vals = {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
-    return vals.get("VmRSS", 0), vals.get("VmHWM", 0)
 
 
 class Session:

@@ -63,9 +63,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_NAMESPACE = "/sampt"
 #: How long to wait for the node's endpoints; >= 5 s (about 5% of DDS cold starts take ~3 s)
 DEFAULT_DISCOVERY_TIMEOUT = 60.0
-#: Seconds given to a prompt to reach the node before its frame is sent (lockstep).
-#: Prompts and images travel on different topics, which DDS does not order between each other.
-PROMPT_SETTLE_S = 0.25
+#: Most seconds to wait for the node to acknowledge a prompt before the next frame is sent
+#: (prompts and images travel on different topics, which DDS does not order between each other).
+PROMPT_ACK_TIMEOUT_S = 5.0
 
 
 class ReplayError(RuntimeError):
@@ -294,6 +294,21 @@ class Player:
                 v.clear()
             self.last_output_s = None
 
+    def publish_prompt(self, stamp_ns: int, data: bytes, wait_acked_s: float = 0.0) -> bool:
+        """Publish a serialized prompt; with ``wait_acked_s`` > 0 wait (at most that long) until the
+        node's reader has acknowledged it, the way :meth:`NodeClient.publish_prompt_msg` does.
+
+        Images and prompts are separate topics that DDS does not order between each other; a
+        prompt acknowledged before its frame is sent cannot arrive after it. Returns whether it
+        was acknowledged (True without waiting)."""
+        from rclpy.duration import Duration
+
+        self.publish_clock(stamp_ns)
+        self.prompt_pub.publish(data)
+        if wait_acked_s <= 0:
+            return True
+        return bool(self.prompt_pub.wait_for_all_acked(Duration(nanoseconds=int(wait_acked_s * 1e9))))
+
     def publish_frame(self, record: FrameRecord, data: bytes) -> None:
         self.publish_clock(record.stamp_ns)
         with self._cond:
@@ -365,17 +380,13 @@ def replay(player: Player, seq: bags.BagSequence, lockstep: bool = True, rate: f
     if len(set(r.stamp_ns for r in records)) != len(records):
         raise ReplayError("the bag has frames with equal stamps: outputs could not be told apart")
     player.track(records)
-    # Prompts due at or before the first frame go out first, followed by a short settle: the
-    # node holds a prompt for a frame it has not seen yet, while a prompt that arrives after its
-    # frame was processed may be refused. Images and prompts are separate topics, which DDS does
-    # not order between each other.
+    # Prompts due at or before the first frame go out first, each acknowledged by the node before
+    # any frame is sent: the node holds a prompt for a frame it has not seen yet, while a prompt
+    # that arrives after its frame was processed starts late (or is refused).
     first_log = seq.images[0][1]
     leading = [i for i, (_s, log, _raw) in enumerate(seq.prompts) if log <= first_log]
     for i in leading:
-        player.publish_clock(seq.prompts[i][0])
-        player.prompt_pub.publish(seq.prompts[i][2])
-    if leading:
-        time.sleep(PROMPT_SETTLE_S)
+        player.publish_prompt(seq.prompts[i][0], seq.prompts[i][2], wait_acked_s=PROMPT_ACK_TIMEOUT_S)
     # the rest on one time line, in log-time order, a prompt before a frame of the same time
     events: List[Tuple[int, int, int, bytes]] = [
         (log, 0, i, raw) for i, (_s, log, raw) in enumerate(seq.prompts) if i not in set(leading)]
@@ -384,7 +395,6 @@ def replay(player: Player, seq: bags.BagSequence, lockstep: bool = True, rate: f
     first_timeout = max(timeout, first_timeout or 0.0)
     t0 = time.monotonic()
     log0 = first_log
-    prompts_waiting = False
     for log_ns, kind, i, raw in events:
         if not lockstep:
             target = t0 + (log_ns - log0) / 1e9 / rate
@@ -392,14 +402,10 @@ def replay(player: Player, seq: bags.BagSequence, lockstep: bool = True, rate: f
             if delay > 0:
                 time.sleep(delay)
         if kind == 0:
-            player.publish_clock(seq.prompts[i][0])
-            player.prompt_pub.publish(raw)
-            prompts_waiting = True
+            # in lockstep a prompt is acknowledged before the next frame goes out (live: no wait)
+            player.publish_prompt(seq.prompts[i][0], raw, wait_acked_s=PROMPT_ACK_TIMEOUT_S if lockstep else 0.0)
             continue
         rec = records[i]
-        if lockstep and prompts_waiting:
-            time.sleep(PROMPT_SETTLE_S)  # prompts and images are different topics: let the prompt land first
-        prompts_waiting = False
         player.publish_frame(rec, raw)
         if lockstep:
             limit = first_timeout if i == 0 else timeout

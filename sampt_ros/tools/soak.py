@@ -19,26 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Dict, List, Optional
 
 import numpy as np
 
+from .cli import rss_kib, size_argument
 from .eval import EvalError, _build, resolve_config
 from .synthetic import SCENARIOS, make_scene
 
 
 def rss_mib() -> float:
-    """The process' resident memory now, in MiB (Linux ``/proc``; 0 where unavailable)."""
-    try:
-        with open("/proc/self/status", "r", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
+    """This process' resident memory now, in MiB (0 where ``/proc`` is unavailable)."""
+    return rss_kib(os.getpid())[0] / 1024.0
 
 
 def run_soak(profile: str, frames: int, size=(640, 480), scenario: str = "demo", warmup: int = 1000,
@@ -129,7 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sampt_ros.tools.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", help="profile name or YAML file (default cpu)")
     p.add_argument("--frames", type=int, default=10000)
-    p.add_argument("--size", default="640x480", help="WxH (default 640x480)")
+    p.add_argument("--size", type=size_argument, default=(640, 480), help="WxH (default 640x480)")
     p.add_argument("--scenario", default="demo", choices=sorted(SCENARIOS))
     p.add_argument("--warmup", type=int, default=1000, help="frames before the RSS reference is taken")
     p.add_argument("--report-every", type=int, default=500)
@@ -137,10 +132,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
     args = p.parse_args(argv)
     try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
         if args.frames <= args.warmup:
             raise EvalError(f"--frames ({args.frames}) must exceed --warmup ({args.warmup})")
-        out = run_soak(args.profile, args.frames, (w, h), args.scenario, args.warmup, args.report_every, args.set)
+        out = run_soak(args.profile, args.frames, args.size, args.scenario, args.warmup, args.report_every, args.set)
     except (EvalError, ValueError) as exc:
         print(f"soak: error: {exc}", file=sys.stderr)
         return 2

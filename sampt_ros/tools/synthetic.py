@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from ..core.metrics import runs
+from .cli import size_argument
 
 #: Short name of the synthetic sequence in DAVIS-layout folders.
 DEFAULT_SEQUENCE = "synthetic"
@@ -631,7 +632,7 @@ class _SceneBase:
         :attr:`ObjectFrameStats.phase`): ``[(phase, first_frame, last_frame), ...]``."""
         return {oid: runs([s.phase for s in st]) for oid, st in self.object_stats().items()}
 
-    def coveredruns(self) -> Dict[int, List[Tuple[Tuple[object, ...], int, int]]]:
+    def covered_runs(self) -> Dict[int, List[Tuple[Tuple[object, ...], int, int]]]:
         """Per object, the runs of frames in which something covers part of it (what covers it)."""
         out = {}
         for oid, st in self.object_stats().items():
@@ -641,7 +642,7 @@ class _SceneBase:
     def describe(self) -> str:
         """One line per object: its phase runs, e.g. ``object 1: full 0-24 | partial 25-44 | hidden 45-64``."""
         lines = []
-        covered = self.coveredruns()
+        covered = self.covered_runs()
         for oid, phase_runs in self.phases().items():
             text = " | ".join(f"{p} {a}-{b}" for p, a, b in phase_runs)
             cov = [f"by {'+'.join(str(c) for c in what)} {a}-{b}" for what, a, b in covered[oid]]
@@ -911,15 +912,6 @@ def write_scenarios(root: os.PathLike | str, names: Optional[Sequence[str]] = No
     return {s.name: write_davis(root, s, jpeg_quality) for s in scenes}
 
 
-def parse_size(text: str) -> Tuple[int, int]:
-    """``"854x480"`` -> ``(854, 480)`` for argparse (``type=parse_size``)."""
-    try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 854x480, got {text!r}") from None
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sampt_ros.tools.synthetic",
@@ -930,7 +922,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="which scenario (default demo); 'all' writes every scenario, one sequence each")
     parser.add_argument("--frames", type=int, default=None, help="number of frames (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=parse_size, default=NOMINAL_SIZE, help="WxH (default 854x480)")
+    parser.add_argument("--size", type=size_argument, default=NOMINAL_SIZE, help="WxH (default 854x480)")
     parser.add_argument("--name", default=None, help="sequence folder name (default: the scenario's name)")
     parser.add_argument("--no-occlusion", action="store_true", help="leave the walls (occluders) out")
     args = parser.parse_args(argv)
