@@ -120,3 +120,102 @@ def test_random_weights_sam_decodes_every_object_of_a_pass_in_one_call(objects, 
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["objects"] == objects
     assert summary["decoder_calls_per_frame"] == 14.0 and summary["embeddings_per_frame"] == 1.0
+
+
+def test_parse_objects():
+    assert bm.parse_objects("8", 32) == [8]
+    assert bm.parse_objects("1,2,4,8", 32) == [1, 2, 4, 8]
+    for bad in ("", "a", "1,,2", "0", "33", "1,1", "-1"):
+        with pytest.raises(bm.EvalError):
+            bm.parse_objects(bad, 32)
+
+
+def test_several_object_counts_in_one_process_with_interleaved_decoder_replay(tmp_path, capsys):
+    """--objects 1,3: one report and one summary line per count (the engine built once), then the
+    decoder alone on each count's recorded inputs, the counts interleaved, as the last line."""
+    out = tmp_path / "bench.json"
+    rc = bm.main(["--profile", "cpu", "--size", "160x120", "--frames", "3", "--warmup", "1", "--objects", "1,3",
+                  "--decoder-rounds", "3", "--json", str(out), "--no-progress"])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    first, second, last = (json.loads(line) for line in lines[-3:])
+    assert (first["objects"], second["objects"]) == (1, 3)
+    assert first["embeddings_per_frame"] == second["embeddings_per_frame"] == 1.0
+    scaling = last["decoder_scaling"]
+    assert scaling["objects"] == [1, 3] and scaling["rounds"] == 3 and scaling["frames"] == {"1": 3, "3": 3}
+    assert all(ms > 0 for ms in scaling["ms"]) and scaling["ratio"][0] == 1.0
+    assert scaling["ratio"][1] == pytest.approx(scaling["ms"][1] / scaling["ms"][0], rel=1e-2)
+    assert "decoder alone, recorded frames replayed 3 rounds" in "\n".join(lines)
+    whole = json.loads(out.read_text())
+    assert [r["input"]["objects"] for r in whole["runs"]] == [1, 3] and whole["decoder_scaling"] == scaling
+
+
+def test_recorder_keeps_measured_frames_and_unwraps(tmp_path):
+    """The recorder sees the measured frames only (one set_image and its segment calls each) and
+    leaves the segmenter as it found it; the replay calls set_image before each frame's requests."""
+    from sampt_ros.tools.eval import resolve_config
+
+    config, _ = resolve_config(["cpu"], [])
+    engine = bm._build("engine", config)
+    seg = engine.segmenter
+    rec = bm.DecoderRecorder()
+    bm.run_benchmark(config, frames=2, warmup=2, size=(160, 120), objects=2, engine=engine, progress=False,
+                     recorder=rec)
+    assert "set_image" not in vars(seg) and "segment" not in vars(seg)  # no wrapper left on the instance
+    assert len(rec.frames) == 2
+    for image, calls in rec.frames:
+        assert image.shape == (120, 160, 3) and len(calls) >= 1
+        assert sorted(r.object_id for r in calls[0]) == [1, 2]
+
+    seen = []
+
+    class Probe:
+        def set_image(self, image):
+            seen.append(("image", image.shape))
+
+        def segment(self, requests):
+            seen.append(("segment", len(requests)))
+            return []
+
+    one = bm.DecoderRecorder()
+    one.frames = rec.frames[:1]
+    s = bm.decoder_scaling({2: rec.frames, 1: one.frames}, Probe(), rounds=2)
+    assert s["objects"] == [1, 2] and s["frames"] == {"1": 1, "2": 2}
+    assert seen[0] == ("image", (120, 160, 3)) and seen[1][0] == "segment"
+    assert sum(1 for kind, _ in seen if kind == "image") == 2 * (1 + 2)
+    with pytest.raises(bm.EvalError):
+        bm.decoder_scaling({1: rec.frames}, Probe(), rounds=1)
+
+
+def test_benchmark_object_list_errors_exit_2(tmp_path, capsys):
+    assert bm.main(["--profile", "cpu", "--objects", "1,x"]) == 2
+    assert bm.main(["--profile", "cpu", "--objects", "1", "--decoder-rounds", "2"]) == 2
+    assert bm.main(["--profile", "cpu", "--objects", "1,2", "--decoder-rounds", "-1"]) == 2
+    assert bm.main(["--profile", "cpu", "--davis", str(tmp_path), "--sequence", "x", "--objects", "1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "two or more object counts" in err and "with --davis" in err
+
+
+def test_wrap_methods_restores_class_methods_and_instance_attributes():
+    class Comp:
+        def step(self):
+            return "class"
+
+    comp = Comp()
+    comp.hook = lambda: "instance"
+    calls = []
+
+    def make(fn):
+        def wrapped():
+            calls.append(fn.__name__ if hasattr(fn, "__name__") else "?")
+            return fn()
+        return wrapped
+
+    restore = bm._wrap_methods({(comp, "step"): make, (comp, "hook"): make, (comp, "missing"): make,
+                                (None, "step"): make})
+    assert comp.step() == "class" and comp.hook() == "instance" and len(calls) == 2
+    inner = bm._wrap_methods({(comp, "step"): make})  # nested wrapping, undone innermost first
+    inner()
+    restore()
+    assert "step" not in vars(comp) and comp.step() == "class"
+    assert comp.hook() == "instance" and len(calls) == 2

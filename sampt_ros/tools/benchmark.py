@@ -20,10 +20,20 @@ the step. With ``--json`` the last line printed is one JSON object (medians)::
     {"objects": N, "decoder_calls_per_frame": .., "embeddings_per_frame": .., "ms": {"embedding": ..,
      "tracker": .., "decoder": .., "sampling": .., "total": ..}, "peak_rss_mib": .., "cuda_max_allocated_mib": ..}
 
+``--objects 1,2,4,8`` runs each object count in turn in one process (the model is loaded once)
+and prints one report (and with ``--json`` one summary line) per count. Runs made one after the
+other meet different machine load, so on a shared machine their decoder times are not comparable
+to a few tens of percent; ``--decoder-rounds R`` then replays every count's recorded decoder
+inputs (the images and the ``segment`` requests of its measured frames) R rounds with the counts
+interleaved, and reports the decoder's ms per frame per count and the ratio to the smallest count
+under the same load; with ``--json`` that is the last line: ``{"decoder_scaling": {"objects": [..],
+"ms": [..], "ratio": [..], "ratio_per_round": [..], ...}}``.
+
 Example (tiny random models, numbers meaningless but the code path real)::
 
     sampt-benchmark --profile cpu --frames 30
     sampt-benchmark --profile random_weights --size 640x480 --objects 8 --json
+    sampt-benchmark --profile random_weights --size 640x480 --objects 1,8 --decoder-rounds 10 --json
     sampt-benchmark --frames 10 --profile random_weights --set segmenter.kind=sam_hq \\
         segmenter.sam_hq.model_type=tiny_light segmenter.sam_hq.allow_random_weights=true
 """
@@ -225,6 +235,120 @@ def _torch():
     return sys.modules.get("torch")
 
 
+def _wrap_methods(targets: Dict[Tuple[Any, str], Any]):
+    """Replace ``obj.method`` by ``make(original)`` for each ``(obj, method): make``; returns a
+    function that puts the originals back (components are wrapped on the instance, never the class)."""
+    undo = []
+    for (obj, method), make in targets.items():
+        fn = getattr(obj, method, None) if obj is not None else None
+        if fn is None:
+            continue
+        own = method in vars(obj)
+        undo.append((obj, method, own, vars(obj).get(method)))
+        setattr(obj, method, make(fn))
+
+    def restore() -> None:
+        for obj, method, own, original in reversed(undo):
+            if own:
+                setattr(obj, method, original)
+            else:
+                delattr(obj, method)
+        undo.clear()
+
+    return restore
+
+
+class DecoderRecorder:
+    """Records what the segmenter is given in the measured frames: per frame the image of
+    ``set_image`` and the request lists of every ``segment`` call after it, to replay the decoder
+    alone later (:func:`decoder_scaling`). Set ``measuring`` before each frame."""
+
+    def __init__(self) -> None:
+        self.frames: List[Tuple[np.ndarray, List[list]]] = []
+        self.measuring = False
+        self._restore = None
+
+    def attach(self, segmenter) -> None:
+        def on_image(fn):
+            def set_image(image, *args, **kwargs):
+                if self.measuring:
+                    self.frames.append((np.array(image, copy=True), []))  # a caller may reuse its buffer
+                return fn(image, *args, **kwargs)
+            return set_image
+
+        def on_segment(fn):
+            def segment(requests, *args, **kwargs):
+                requests = list(requests)
+                if self.measuring and self.frames:
+                    self.frames[-1][1].append(requests)
+                return fn(requests, *args, **kwargs)
+            return segment
+
+        self._restore = _wrap_methods({(segmenter, "set_image"): on_image, (segmenter, "segment"): on_segment})
+
+    def detach(self) -> None:
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+
+
+def decoder_scaling(recordings: Dict[int, List[Tuple[np.ndarray, List[list]]]], segmenter,
+                    rounds: int) -> Dict[str, Any]:
+    """Replay each object count's recorded frames through ``segmenter`` alone, the counts
+    interleaved (their order rotated every round), and time the ``segment`` calls.
+
+    Runs of different object counts made one after the other meet different machine load (on a
+    shared machine the same code's 1-vs-8-object decoder ratio moves by more than the batching
+    gain); interleaving puts every count under the same load. ``set_image`` is called before each
+    frame and not timed; on a GPU each frame is synchronised before and after.
+
+    Returns ``{"objects": [K..], "rounds": R, "ms": [median over rounds of the mean decoder ms per
+    frame, per K], "ratio": [ms[K] / ms[smallest K]], "ratio_per_round": [median over rounds of the
+    per-round ratio]}``.
+    """
+    counts = sorted(k for k, frames in recordings.items() if frames)
+    if len(counts) < 2:
+        raise EvalError("decoder scaling needs recorded frames of at least two object counts")
+    torch = _torch()
+    cuda = bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    per_round: Dict[int, List[float]] = {k: [] for k in counts}
+    for r in range(rounds):
+        shift = r % len(counts)
+        for k in counts[shift:] + counts[:shift]:
+            total = 0.0
+            for image, calls in recordings[k]:
+                segmenter.set_image(image)
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for requests in calls:
+                    segmenter.segment(requests)
+                if cuda:
+                    torch.cuda.synchronize()
+                total += time.perf_counter() - t0
+            per_round[k].append(1000.0 * total / len(recordings[k]))
+    base = np.asarray(per_round[counts[0]])
+    ms = [float(np.median(per_round[k])) for k in counts]
+    return {
+        "objects": counts,
+        "rounds": rounds,
+        "frames": {str(k): len(recordings[k]) for k in counts},
+        "ms": [round(v, 3) for v in ms],
+        "ratio": [round(v / ms[0], 3) if ms[0] > 0 else None for v in ms],
+        "ratio_per_round": [round(float(np.median(np.asarray(per_round[k]) / base)), 3) for k in counts],
+        "timing": "host clock, synchronised" if cuda else "host clock",
+    }
+
+
+def format_scaling(s: Dict[str, Any]) -> str:
+    lines = [f"decoder alone, recorded frames replayed {s['rounds']} rounds with the object counts interleaved:",
+             f"{'objects':>8} {'decoder ms/frame':>17} {'x ' + str(s['objects'][0]) + ' object(s)':>14} "
+             f"{'per-round median':>17}"]
+    for k, ms, ratio, per in zip(s["objects"], s["ms"], s["ratio"], s["ratio_per_round"]):
+        lines.append(f"{k:>8} {ms:>17.2f} {ratio:>14.2f} {per:>17.2f}")
+    return "\n".join(lines)
+
+
 class CudaStageTimer:
     """Times engine stages on a GPU with CUDA events recorded around the component calls.
 
@@ -240,11 +364,13 @@ class CudaStageTimer:
     def __init__(self, engine, torch) -> None:
         self.torch = torch
         self.pending: List[Tuple[str, Any, Any]] = []
-        for (attr, method), stage in self.STAGE_OF.items():
-            comp = getattr(engine, attr, None)
-            fn = getattr(comp, method, None)
-            if fn is not None:
-                setattr(comp, method, self._wrap(fn, stage))
+        self._restore = _wrap_methods(
+            {(getattr(engine, attr, None), method): (lambda fn, stage=stage: self._wrap(fn, stage))
+             for (attr, method), stage in self.STAGE_OF.items()})
+
+    def close(self) -> None:
+        """Unwrap the components (a later run on the same engine wraps them afresh)."""
+        self._restore()
 
     def _wrap(self, fn, stage):
         def timed(*args, **kwargs):
@@ -284,8 +410,12 @@ def run_benchmark(
     seed: int = 0,
     engine=None,
     progress: bool = True,
+    recorder: Optional[DecoderRecorder] = None,
 ) -> Dict[str, Any]:
-    """Run and measure; returns the report dict (see the module doc). Raises :class:`EvalError`."""
+    """Run and measure; returns the report dict (see the module doc). Raises :class:`EvalError`.
+
+    ``recorder`` (optional) records the segmenter's inputs of the measured frames.
+    """
     from ..core.factory import describe
     from ..core.visualization import draw_overlay
 
@@ -326,47 +456,57 @@ def run_benchmark(
     shape = None
     from tqdm import tqdm
 
+    if recorder is not None:
+        recorder.attach(engine.segmenter)
     bar = tqdm(total=total, desc="benchmark", unit="frame", file=sys.stderr, disable=not progress, leave=False)
-    for t, image in enumerate(stream):
-        if t == warmup:
-            counts_start = {"tracker": counters(engine.tracker), "segmenter": counters(engine.segmenter)}
-            if cuda and _torch() is not None:
-                _torch().cuda.synchronize()
-        if cuda:
-            step_start = torch.cuda.Event(enable_timing=True)
-            step_end = torch.cuda.Event(enable_timing=True)
-            step_start.record()
-        t0 = time.perf_counter()
-        result = engine.step(image)
-        if cuda:
-            step_end.record()
-            torch.cuda.synchronize()
-        wall = time.perf_counter() - t0
+    try:
+        for t, image in enumerate(stream):
+            if recorder is not None:
+                recorder.measuring = t >= warmup
+            if t == warmup:
+                counts_start = {"tracker": counters(engine.tracker), "segmenter": counters(engine.segmenter)}
+                if cuda and _torch() is not None:
+                    _torch().cuda.synchronize()
+            if cuda:
+                step_start = torch.cuda.Event(enable_timing=True)
+                step_end = torch.cuda.Event(enable_timing=True)
+                step_start.record()
+            t0 = time.perf_counter()
+            result = engine.step(image)
+            if cuda:
+                step_end.record()
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - t0
+            if timer is not None:
+                gpu = timer.frame()
+                result.timings.update(gpu)
+                result.timings["total"] = step_start.elapsed_time(step_end) / 1000.0
+            t1 = time.perf_counter()
+            result.label_image(image.shape[:2])
+            t2 = time.perf_counter()
+            draw_overlay(image, result)
+            t3 = time.perf_counter()
+            bar.update(1)
+            shape = image.shape
+            if t < warmup:
+                continue
+            tm = result.timings
+            for k in STAGES:
+                rows[k].append(float(tm.get(k, 0.0)))
+            step_total = float(tm.get("total", wall))
+            rows["step"].append(step_total)
+            rows["other"].append(max(0.0, step_total - sum(float(tm.get(k, 0.0)) for k in STAGES)))
+            rows["wall"].append(wall)
+            rows["label_image"].append(t2 - t1)
+            rows["overlay"].append(t3 - t2)
+            for obj in result.objects.values():
+                states[obj.state.name] = states.get(obj.state.name, 0) + 1
+    finally:  # unwrap in the reverse order of wrapping
+        bar.close()
+        if recorder is not None:
+            recorder.detach()
         if timer is not None:
-            gpu = timer.frame()
-            result.timings.update(gpu)
-            result.timings["total"] = step_start.elapsed_time(step_end) / 1000.0
-        t1 = time.perf_counter()
-        result.label_image(image.shape[:2])
-        t2 = time.perf_counter()
-        draw_overlay(image, result)
-        t3 = time.perf_counter()
-        bar.update(1)
-        shape = image.shape
-        if t < warmup:
-            continue
-        tm = result.timings
-        for k in STAGES:
-            rows[k].append(float(tm.get(k, 0.0)))
-        step_total = float(tm.get("total", wall))
-        rows["step"].append(step_total)
-        rows["other"].append(max(0.0, step_total - sum(float(tm.get(k, 0.0)) for k in STAGES)))
-        rows["wall"].append(wall)
-        rows["label_image"].append(t2 - t1)
-        rows["overlay"].append(t3 - t2)
-        for obj in result.objects.values():
-            states[obj.state.name] = states.get(obj.state.name, 0) + 1
-    bar.close()
+            timer.close()
     if not counts_start:  # warmup >= frames streamed (cannot happen: total = warmup + frames)
         counts_start = {"tracker": {}, "segmenter": {}}
 
@@ -508,7 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame size (default 854x480; DAVIS frames are resized only when given)")
     p.add_argument("--frames", type=int, default=30, metavar="N", help="measured frames (default 30)")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="warm-up frames, not measured (default 3)")
-    p.add_argument("--objects", type=int, default=1, metavar="K", help="objects in the generated sequence (default 1; with --davis the first-frame annotation's objects)")
+    p.add_argument("--objects", default="1", metavar="K[,K...]",
+                   help="objects in the generated sequence (default 1; with --davis the first-frame annotation's "
+                        "objects). A list (1,2,4,8) runs each count in turn in this process, the model loaded once")
+    p.add_argument("--decoder-rounds", type=int, default=0, metavar="R",
+                   help="with two or more object counts: afterwards replay each count's recorded decoder inputs R "
+                        "rounds, the counts interleaved, and report the decoder's time per count and its ratio to "
+                        "the smallest count under the same machine load (default 0: off)")
     p.add_argument("--davis", metavar="ROOT", help="use a real DAVIS-layout sequence instead of generated frames")
     p.add_argument("--sequence", metavar="NAME", help="the DAVIS sequence (with --davis)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated sequence")
@@ -520,12 +666,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_objects(text: str, limit: int) -> List[int]:
+    """``"8"`` or ``"1,2,4,8"`` -> object counts (each 1..``limit``, the engine's ``max_objects``);
+    :class:`EvalError` otherwise."""
+    try:
+        counts = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise EvalError(f"--objects must be a count or a comma-separated list of counts, got {text!r}") from None
+    bad = [k for k in counts if not 1 <= k <= limit]
+    if bad:
+        raise EvalError(f"--objects counts must be 1..{limit} (engine.max_objects), got {bad[0]}")
+    if len(set(counts)) != len(counts):
+        raise EvalError(f"--objects lists a count twice: {text!r}")
+    return counts
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    reports: List[Dict[str, Any]] = []
+    scaling: Optional[Dict[str, Any]] = None
     try:
         configs = ([args.profile] if args.profile else []) + _flatten_args(args.config)
         config, _ = resolve_config(configs, _flatten_args(args.overrides))
         size = parse_size(args.size) if args.size else None
+        counts = parse_objects(args.objects, int(config.engine.max_objects))
+        if args.davis and len(counts) > 1:
+            raise EvalError("--objects takes one count with --davis (the annotation decides)")
+        if args.decoder_rounds < 0:
+            raise EvalError(f"--decoder-rounds must be >= 0, got {args.decoder_rounds}")
+        if args.decoder_rounds and len(counts) < 2:
+            raise EvalError("--decoder-rounds needs two or more object counts, e.g. --objects 1,8")
         if args.threads:
             import cv2
 
@@ -534,24 +704,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 import torch
 
                 torch.set_num_threads(args.threads)
-        report = run_benchmark(config, frames=args.frames, warmup=args.warmup, size=size, objects=args.objects,
-                               davis=args.davis, sequence=args.sequence, seed=args.seed,
-                               progress=not args.no_progress)
+        engine = _build("engine", config) if len(counts) > 1 else None
+        recordings: Dict[int, List[Tuple[np.ndarray, List[list]]]] = {}
+        for k in counts:
+            recorder = DecoderRecorder() if args.decoder_rounds else None
+            report = run_benchmark(config, frames=args.frames, warmup=args.warmup, size=size, objects=k,
+                                   davis=args.davis, sequence=args.sequence, seed=args.seed, engine=engine,
+                                   progress=not args.no_progress, recorder=recorder)
+            reports.append(report)
+            print(format_report(report) + ("\n" if len(counts) > 1 else ""), flush=True)
+            if recorder is not None:
+                recordings[k] = recorder.frames
+        if args.decoder_rounds:
+            scaling = decoder_scaling(recordings, engine.segmenter, args.decoder_rounds)
+            print(format_scaling(scaling), flush=True)
     except EvalError as exc:
         print(f"sampt-benchmark: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sampt-benchmark: interrupted", file=sys.stderr)
         return 130
-    print(format_report(report))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(path, report)
+        whole: Dict[str, Any] = reports[0] if len(reports) == 1 else {"runs": reports}
+        if scaling is not None:
+            whole["decoder_scaling"] = scaling
+        _write_json(path, whole)
     if args.json is not None:
         import json
 
-        print(json.dumps(summary(report)), flush=True)
+        for report in reports:
+            print(json.dumps(summary(report)), flush=True)
+        if scaling is not None:
+            print(json.dumps({"decoder_scaling": scaling}), flush=True)
     return 0
 
 
