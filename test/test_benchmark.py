@@ -219,3 +219,36 @@ def test_wrap_methods_restores_class_methods_and_instance_attributes():
     restore()
     assert "step" not in vars(comp) and comp.step() == "class"
     assert comp.hook() == "instance" and len(calls) == 2
+
+
+@pytest.mark.parametrize("profile,tracker,segmenter", [("jetson", "pips", "sam_hq"), ("paper", "pips", "sam"),
+                                                       ("cpu", None, None)])
+def test_random_weights_overrides_free_the_profiles_models_and_keep_their_work(profile, tracker, segmenter):
+    """--random-weights: the profile's own models without checkpoints, every point visible and no mask
+    emptied (random scores would skip the decoder's work); the user's --set still wins."""
+    from sampt_ros.tools.eval import resolve_config
+
+    config, _ = resolve_config([profile], [])
+    extra = bm.random_weight_overrides(config)
+    timed, _ = resolve_config([profile], extra + ["segmenter.decoder.refinement_iters=2"])
+    d = timed.to_dict()
+    for family, kind in (("tracker", tracker), ("segmenter", segmenter)):
+        if kind is not None:
+            assert d[family]["kind"] == kind
+            assert d[family][kind]["checkpoint"] == "" and d[family][kind]["allow_random_weights"] is True
+    assert timed.prompting.visibility_threshold == 0.0 and timed.prompting.border_margin == 0.0
+    assert timed.segmenter.decoder.iou_threshold == 0.0 and timed.segmenter.decoder.refinement_iters == 2
+    assert bm._random_weights(d) is (tracker is not None)
+    assert bm._random_weights(config.to_dict()) is False
+
+
+def test_random_weights_flag_runs_a_model_profile_without_checkpoints(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("segment_anything")
+    rc = bm.main(["--profile", "paper", "--random-weights", "--set", "segmenter.sam.model_type=tiny",
+                  "engine.processing_long_side=0", "segmenter.decoder.refinement_iters=1", "--size", "96x64",
+                  "--frames", "1", "--warmup", "1", "--json", "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["profile"] == "paper" and summary["random_weights"] is True and summary["gpu"] is None
+    assert summary["embeddings_per_frame"] == 1.0 and summary["decoder_calls_per_frame"] == 3.0

@@ -34,6 +34,7 @@ Example (tiny random models, numbers meaningless but the code path real)::
     sampt-benchmark --profile cpu --frames 30
     sampt-benchmark --profile random_weights --size 640x480 --objects 8 --json
     sampt-benchmark --profile random_weights --size 640x480 --objects 1,8 --decoder-rounds 10 --json
+    sampt-benchmark --profile jetson --random-weights --objects 1,2,4,8 --decoder-rounds 5 --json   # on a GPU
     sampt-benchmark --frames 10 --profile random_weights --set segmenter.kind=sam_hq \\
         segmenter.sam_hq.model_type=tiny_light segmenter.sam_hq.allow_random_weights=true
 """
@@ -581,7 +582,19 @@ def summary(r: Dict[str, Any]) -> Dict[str, Any]:
         "cuda_max_allocated_mib": None if r["cuda_max_allocated_mib"] is None else round(r["cuda_max_allocated_mib"], 1),
         "timing": r.get("timing"),
         "device": r["device"]["segmenter"],
+        "gpu": r["device"].get("gpu"),
+        "random_weights": _random_weights(r["config"]),
     }
+
+
+def _random_weights(config: Dict[str, Any]) -> bool:
+    """Whether a report's configured tracker or segmenter runs without a checkpoint, on random weights."""
+    for family in ("tracker", "segmenter"):
+        tree = config.get(family) or {}
+        section = tree.get(tree.get("kind"), {}) if isinstance(tree, dict) else {}
+        if isinstance(section, dict) and section.get("allow_random_weights") and not section.get("checkpoint"):
+            return True
+    return False
 
 
 def format_report(r: Dict[str, Any]) -> str:
@@ -655,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with two or more object counts: afterwards replay each count's recorded decoder inputs R "
                         "rounds, the counts interleaved, and report the decoder's time per count and its ratio to "
                         "the smallest count under the same machine load (default 0: off)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="time the profile's models with random weights (no checkpoints; every point visible and no "
+                        "mask emptied, so the work per frame is the real one): speeds real, masks meaningless")
     p.add_argument("--davis", metavar="ROOT", help="use a real DAVIS-layout sequence instead of generated frames")
     p.add_argument("--sequence", metavar="NAME", help="the DAVIS sequence (with --davis)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated sequence")
@@ -664,6 +680,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "embeddings per frame, peak memory); with FILE also write the whole report there")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
+
+
+def random_weight_overrides(config) -> List[str]:
+    """``--set`` overrides that run ``config``'s models with random weights, for timing only.
+
+    The configured tracker and segmenter get no checkpoint and ``allow_random_weights``; random
+    visibility scores and predicted IoUs must not hide points or empty masks (that would skip the
+    decoder's work), so every tracked point counts as visible and no mask is emptied
+    (``prompting.visibility_threshold``, ``prompting.border_margin`` and
+    ``segmenter.decoder.iou_threshold`` 0, as the ``random_weights`` profile has them).
+    """
+    out: List[str] = []
+    for family in ("tracker", "segmenter"):
+        kind = getattr(config, family).kind
+        section = getattr(getattr(config, family), kind, None)
+        if section is not None and hasattr(section, "allow_random_weights"):
+            out += [f"{family}.{kind}.checkpoint=", f"{family}.{kind}.allow_random_weights=true"]
+    return out + ["prompting.visibility_threshold=0.0", "prompting.border_margin=0.0",
+                  "segmenter.decoder.iou_threshold=0.0"]
 
 
 def parse_objects(text: str, limit: int) -> List[int]:
@@ -688,6 +723,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         configs = ([args.profile] if args.profile else []) + _flatten_args(args.config)
         config, _ = resolve_config(configs, _flatten_args(args.overrides))
+        if args.random_weights:  # the user's --set still wins
+            config, _ = resolve_config(configs, random_weight_overrides(config) + _flatten_args(args.overrides))
         size = parse_size(args.size) if args.size else None
         counts = parse_objects(args.objects, int(config.engine.max_objects))
         if args.davis and len(counts) > 1:
