@@ -252,3 +252,24 @@ def test_random_weights_flag_runs_a_model_profile_without_checkpoints(capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["profile"] == "paper" and summary["random_weights"] is True and summary["gpu"] is None
     assert summary["embeddings_per_frame"] == 1.0 and summary["decoder_calls_per_frame"] == 3.0
+
+
+def test_gpu_table_script_runs_each_profile_and_survives_a_failing_one(tmp_path):
+    """scripts/gpu_table.sh (the prepared device check), here with the weight-free profile and a
+    profile that does not exist: the good one's lines come out, the bad one is named, exit 1."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHON=sys.executable, FRAMES="1", PROFILES="nope cpu")
+    run = subprocess.run(["bash", str(root / "scripts" / "gpu_table.sh"), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr
+    assert "gpu_table: nope failed" in run.stderr and "config file not found: nope" in run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [d.get("objects") for d in lines[:4]] == [1, 2, 4, 8]
+    assert all(d["profile"] == "cpu" and d["random_weights"] is False for d in lines[:4])
+    assert lines[4]["decoder_scaling"]["objects"] == [1, 2, 4, 8]
+    assert json.loads((tmp_path / "cpu.json").read_text())["decoder_scaling"]["rounds"] == 3
