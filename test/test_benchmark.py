@@ -177,9 +177,7 @@ def test_recorder_keeps_measured_frames_and_unwraps(tmp_path):
             seen.append(("segment", len(requests)))
             return []
 
-    one = bm.DecoderRecorder()
-    one.frames = rec.frames[:1]
-    s = bm.decoder_scaling({2: rec.frames, 1: one.frames}, Probe(), rounds=2)
+    s = bm.decoder_scaling({2: rec.frames, 1: rec.frames[:1]}, Probe(), rounds=2)
     assert s["objects"] == [1, 2] and s["frames"] == {"1": 1, "2": 2}
     assert seen[0] == ("image", (120, 160, 3)) and seen[1][0] == "segment"
     assert sum(1 for kind, _ in seen if kind == "image") == 2 * (1 + 2)

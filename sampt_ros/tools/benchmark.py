@@ -236,6 +236,11 @@ def _torch():
     return sys.modules.get("torch")
 
 
+def _cuda_in_use(torch) -> bool:
+    """Whether the run computes on a GPU (torch imported and CUDA initialised by a component)."""
+    return bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+
+
 def _wrap_methods(targets: Dict[Tuple[Any, str], Any]):
     """Replace ``obj.method`` by ``make(original)`` for each ``(obj, method): make``; returns a
     function that puts the originals back (components are wrapped on the instance, never the class)."""
@@ -272,8 +277,8 @@ class DecoderRecorder:
     def attach(self, segmenter) -> None:
         def on_image(fn):
             def set_image(image, *args, **kwargs):
-                if self.measuring:
-                    self.frames.append((np.array(image, copy=True), []))  # a caller may reuse its buffer
+                if self.measuring:  # a reference: the engine never writes a frame it has handed on
+                    self.frames.append((image, []))
                 return fn(image, *args, **kwargs)
             return set_image
 
@@ -311,7 +316,7 @@ def decoder_scaling(recordings: Dict[int, List[Tuple[np.ndarray, List[list]]]], 
     if len(counts) < 2:
         raise EvalError("decoder scaling needs recorded frames of at least two object counts")
     torch = _torch()
-    cuda = bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    cuda = _cuda_in_use(torch)
     per_round: Dict[int, List[float]] = {k: [] for k in counts}
     for r in range(rounds):
         shift = r % len(counts)
@@ -445,7 +450,7 @@ def run_benchmark(
     for oid in object_ids:
         engine.set_prompt(oid, mask=gt0 == oid)
     torch = _torch()
-    cuda = bool(torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+    cuda = _cuda_in_use(torch)
     timer = None
     if cuda:
         torch.cuda.reset_peak_memory_stats()

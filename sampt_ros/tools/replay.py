@@ -385,11 +385,12 @@ def replay(player: Player, seq: bags.BagSequence, lockstep: bool = True, rate: f
     # that arrives after its frame was processed starts late (or is refused).
     first_log = seq.images[0][1]
     leading = [i for i, (_s, log, _raw) in enumerate(seq.prompts) if log <= first_log]
+    leading_ids = set(leading)
     for i in leading:
         player.publish_prompt(seq.prompts[i][0], seq.prompts[i][2], wait_acked_s=PROMPT_ACK_TIMEOUT_S)
     # the rest on one time line, in log-time order, a prompt before a frame of the same time
     events: List[Tuple[int, int, int, bytes]] = [
-        (log, 0, i, raw) for i, (_s, log, raw) in enumerate(seq.prompts) if i not in set(leading)]
+        (log, 0, i, raw) for i, (_s, log, raw) in enumerate(seq.prompts) if i not in leading_ids]
     events += [(log, 1, i, raw) for i, (_s, log, _t, raw) in enumerate(seq.images)]
     events.sort(key=lambda e: (e[0], e[1], e[2]))
     first_timeout = max(timeout, first_timeout or 0.0)
